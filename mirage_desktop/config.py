@@ -1,0 +1,206 @@
+"""All configuration in one place: defaults, then the settings file, then environment variables.
+
+Every part of the app (engine, UI, HTTP server, model utility) reads its options from :class:`Settings`;
+nothing else reads ``os.environ`` or invents a path of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import platformdirs
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "mirage"
+APP_AUTHOR = "Mirage"
+
+#: Subfolders of the model directory. The LivePortrait part is the official download tree.
+LIVEPORTRAIT_SUBDIR = "liveportrait"
+SCRFD_SUBDIR = "scrfd"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A setting has a value the app cannot use; the message says which and how to fix it."""
+
+
+def default_models_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME, APP_AUTHOR)) / "models"
+
+
+def default_log_dir() -> Path:
+    return Path(platformdirs.user_log_dir(APP_NAME, APP_AUTHOR))
+
+
+def default_settings_file() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME, APP_AUTHOR)) / "settings.json"
+
+
+def default_avatar_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME, APP_AUTHOR)) / "avatars"
+
+
+def bundled_resource(name: str) -> Path:
+    """Path of a file shipped in ``resources/`` (next to the package, or inside a PyInstaller bundle)."""
+    here = Path(__file__).resolve().parent
+    for base in (here / "resources", here.parent / "resources"):
+        candidate = base / name
+        if candidate.exists():
+            return candidate
+    return here.parent / "resources" / name
+
+
+def bundled_avatar() -> Path:
+    return bundled_resource("astronaut.png")
+
+
+@dataclass
+class Settings:
+    """Typed settings. Field names are the keys of the settings file."""
+
+    enable_scrfd: bool = False
+    enable_liveportrait: bool = False
+    models_dir: Path = field(default_factory=default_models_dir)
+    scrfd_model: Path | None = None
+    device: str = "auto"
+    source: str = "demo"
+    avatar: Path | None = None
+    avatar_dir: Path = field(default_factory=default_avatar_dir)
+    output_width: int = 1280
+    output_height: int = 720
+    fps: float = 30.0
+    show_detections: bool = False
+    keep_avatar_aspect: bool = False
+    fallback: str = "avatar"  # what a lost face shows after the grace period: "avatar" or "passthrough"
+    virtual_camera: bool = False
+    http_host: str = "127.0.0.1"
+    http_port: int = 8765
+    http_enabled: bool = False
+    token: str = ""
+    max_peers: int = 4
+    log_dir: Path = field(default_factory=default_log_dir)
+    ui: dict[str, Any] = field(default_factory=dict)  # window geometry and other view-only state
+
+    def liveportrait_dir(self) -> Path:
+        return self.models_dir / LIVEPORTRAIT_SUBDIR
+
+    def scrfd_dir(self) -> Path:
+        return self.models_dir / SCRFD_SUBDIR
+
+    def resolved_device(self) -> str:
+        """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``."""
+        if self.device != "auto":
+            return self.device
+        try:
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        except Exception:  # torch missing or broken: the CPU paths still work
+            return "cpu"
+
+    def ensure_token(self) -> str:
+        if not self.token:
+            self.token = secrets.token_urlsafe(24)
+        return self.token
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+_PATH_FIELDS = {"models_dir", "scrfd_model", "avatar", "avatar_dir", "log_dir"}
+
+#: Environment variables and the field each sets.
+ENV_VARS: dict[str, str] = {
+    "MIRAGE_ENABLE_SCRFD": "enable_scrfd",
+    "MIRAGE_ENABLE_LIVEPORTRAIT": "enable_liveportrait",
+    "MIRAGE_MODELS_DIR": "models_dir",
+    "MIRAGE_SCRFD_MODEL": "scrfd_model",
+    "MIRAGE_DEVICE": "device",
+    "MIRAGE_SOURCE": "source",
+    "MIRAGE_AVATAR": "avatar",
+    "MIRAGE_TOKEN": "token",
+    "MIRAGE_HTTP_HOST": "http_host",
+    "MIRAGE_HTTP_PORT": "http_port",
+    "MIRAGE_LOG_DIR": "log_dir",
+}
+
+
+def _coerce(name: str, raw: Any, origin: str) -> Any:
+    """Turn a raw file/env value into the field's type, or fail naming the setting."""
+    fld = {f.name: f for f in dataclasses.fields(Settings)}[name]
+    kind = str(fld.type)
+    try:
+        if name in _PATH_FIELDS:
+            return None if raw in (None, "") else Path(str(raw)).expanduser()
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(f"expected one of 1/0/true/false/on/off, got {raw!r}")
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "str":
+            return str(raw)
+        return raw
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Invalid value for {name} (from {origin}): {exc}. Fix or remove it.") from exc
+
+
+def load_settings(
+    path: Path | None = None, env: Mapping[str, str] | None = None, *, use_file: bool = True
+) -> Settings:
+    """Defaults, overlaid by the settings file (if any), overlaid by ``MIRAGE_*`` environment variables."""
+    env = os.environ if env is None else env
+    settings = Settings()
+    path = path or Path(env.get("MIRAGE_SETTINGS", "") or default_settings_file())
+    known = {f.name for f in dataclasses.fields(Settings)}
+    if use_file and path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("top level is not an object")
+        except (OSError, ValueError) as exc:
+            logger.warning("Ignoring unreadable settings file %s (%s); defaults are used", path, exc)
+            data = {}
+        for key, raw in data.items():
+            if key in known:
+                try:
+                    setattr(settings, key, _coerce(key, raw, str(path)))
+                except ConfigError as exc:
+                    logger.warning("%s", exc)
+    for var, key in ENV_VARS.items():
+        if var in env:
+            setattr(settings, key, _coerce(key, env[var], f"environment variable {var}"))
+    if settings.models_dir is None:
+        settings.models_dir = default_models_dir()
+    return settings
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> Path:
+    """Write the settings file atomically, so a crash never leaves half a file."""
+    path = path or Path(os.environ.get("MIRAGE_SETTINGS", "") or default_settings_file())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(settings.to_json(), indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

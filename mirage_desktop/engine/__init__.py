@@ -1,0 +1,1 @@
+"""The frame engine: sources, stages, outputs and metrics. Knows nothing of Qt."""

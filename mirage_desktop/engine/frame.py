@@ -1,0 +1,35 @@
+"""What travels through the engine: one camera frame and what the stages learned about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class Face:
+    """The main face in a frame, in frame pixels: box (x1, y1, x2, y2), detector score, 5 keypoints (x, y)."""
+
+    box: np.ndarray  # (4,) float32
+    score: float
+    kps: np.ndarray  # (5, 2) float32
+
+
+@dataclass(slots=True)
+class Frame:
+    """One frame on its way from the source to the outputs.
+
+    ``image`` is HxWx3 uint8 BGR. Once the engine publishes a frame to the outputs it never writes to
+    ``image`` or ``camera`` again (both are marked read-only), so an output may keep them as long as it likes.
+    ``camera`` is the raw source frame (for the picture-in-picture); ``image`` is what the stages made.
+    """
+
+    image: np.ndarray
+    index: int
+    t_capture: float  # time.perf_counter() when the source delivered it
+    camera: np.ndarray | None = None
+    face: Face | None = None
+    face_checked: bool = False  # True once a detector ran on this frame (face may still be None)
+    meta: dict[str, Any] = field(default_factory=dict)

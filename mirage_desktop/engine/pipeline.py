@@ -1,0 +1,315 @@
+"""The threaded frame engine: capture -> stages -> outputs, joined by latest-frame-wins slots.
+
+Three threads: capture (reads the source at its own pace), processing (runs the enabled stages in order) and
+output (hands each finished frame to every output). A slow stage therefore drops stale frames instead of building
+latency. A stage that raises never stops the video: the frame passes through, the stage's reason says why, and after
+``MAX_CONSECUTIVE_FAILURES`` in a row the stage switches itself off with that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from mirage_desktop.engine.frame import Frame
+from mirage_desktop.engine.metrics import EngineMetrics
+from mirage_desktop.engine.outputs import Output
+from mirage_desktop.engine.slots import LatestSlot
+from mirage_desktop.engine.sources import DemoSource, Source, SourceError, SourceLost
+from mirage_desktop.engine.stage import Stage
+
+logger = logging.getLogger(__name__)
+
+MAX_CONSECUTIVE_FAILURES = 5
+
+#: A listener gets (level, message); level is "info", "warning" or "error". Called from engine threads.
+MessageListener = Callable[[str, str], None]
+
+
+class Engine:
+    """Runs a source through stages into outputs. Thread-safe controls; no Qt."""
+
+    def __init__(
+        self,
+        source: Source,
+        stages: Iterable[Stage] = (),
+        *,
+        every_frame: bool = False,
+        max_frames: int | None = None,
+        device: str = "cpu",
+        fallback_source: Callable[[], Source] | None = None,
+    ) -> None:
+        self.source = source
+        self.stages: list[Stage] = list(stages)
+        self.metrics = EngineMetrics()
+        for stage in self.stages:
+            self.metrics.stage(stage.name)
+        self.every_frame = every_frame
+        self.max_frames = max_frames
+        self.device = device
+        self._fallback_source = fallback_source or (lambda: DemoSource())
+        self._outputs: tuple[Output, ...] = ()
+        self._listeners: tuple[MessageListener, ...] = ()
+        self._capture_slot: LatestSlot[Frame] = LatestSlot(blocking=every_frame)
+        self._output_slot: LatestSlot[Frame] = LatestSlot(blocking=every_frame)
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self.finished = threading.Event()  # set when the source ended or max_frames were output
+        self._pending_source: Source | None = None
+        self._outputs_lock = threading.Lock()
+        self.last_frame: Frame | None = None
+
+    # ----------------------------------------------------------------------------------------------- controls
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(f"Unknown stage {name!r}; known: {', '.join(s.name for s in self.stages) or 'none'}")
+
+    def set_stage_enabled(self, name: str, enabled: bool) -> None:
+        """Switch a stage on or off; takes effect on the next frame. Safe from any thread."""
+        self.stage(name).set_enabled(enabled)
+
+    def set_source(self, source: Source) -> None:
+        """Swap the source at run time; the capture thread opens it and closes the old one."""
+        if not self._threads:
+            self.source = source
+        else:
+            self._pending_source = source
+
+    def add_output(self, output: Output) -> None:
+        with self._outputs_lock:
+            self._outputs = (*self._outputs, output)
+
+    def remove_output(self, output: Output) -> None:
+        with self._outputs_lock:
+            self._outputs = tuple(o for o in self._outputs if o is not output)
+        try:
+            output.close()
+        except Exception:
+            logger.exception("Closing output %s failed", output.name)
+
+    @property
+    def outputs(self) -> tuple[Output, ...]:
+        return self._outputs
+
+    def add_listener(self, listener: MessageListener) -> None:
+        self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: MessageListener) -> None:
+        self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+    def notify(self, level: str, message: str) -> None:
+        log = logger.error if level == "error" else logger.warning if level == "warning" else logger.info
+        log("%s", message)
+        for listener in self._listeners:
+            try:
+                listener(level, message)
+            except Exception:
+                logger.exception("Message listener failed")
+
+    # ---------------------------------------------------------------------------------------------- lifecycle
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def start(self) -> None:
+        """Open the source (raising SourceError when it cannot) and start the threads."""
+        if self.running:
+            return
+        self.source.open()
+        self._stop.clear()
+        self.finished.clear()
+        self._capture_slot.reopen()
+        self._output_slot.reopen()
+        self.metrics.reset()
+        self._threads = [
+            threading.Thread(target=self._capture_loop, name="mirage-capture", daemon=True),
+            threading.Thread(target=self._process_loop, name="mirage-process", daemon=True),
+            threading.Thread(target=self._output_loop, name="mirage-output", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def stop(self, close_outputs: bool = True) -> None:
+        """Stop the threads, release the source and (by default) close every output."""
+        self._stop.set()
+        self._capture_slot.close()
+        self._output_slot.close()
+        for t in self._threads:
+            t.join(timeout=5.0)
+            if t.is_alive():
+                logger.warning("Engine thread %s did not stop within 5 s", t.name)
+        self._threads = []
+        try:
+            self.source.close()
+        except Exception:
+            logger.exception("Closing source failed")
+        if close_outputs:
+            for output in self._outputs:
+                try:
+                    output.close()
+                except Exception:
+                    logger.exception("Closing output %s failed", output.name)
+        for stage in self.stages:
+            try:
+                stage.release()
+            except Exception:
+                logger.exception("Releasing stage %s failed", stage.name)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.finished.wait(timeout)
+
+    # ------------------------------------------------------------------------------------------------ threads
+    def _switch_source(self, new: Source) -> None:
+        old = self.source
+        try:
+            new.open()
+        except SourceError as exc:
+            self.notify("error", f"{exc} Keeping {old.describe()}.")
+            return
+        self.source = new
+        try:
+            old.close()
+        except Exception:
+            logger.exception("Closing source %s failed", old.describe())
+        self.notify("info", f"Source: {new.describe()}")
+
+    def _capture_loop(self) -> None:
+        index = 0
+        metrics = self.metrics
+        while not self._stop.is_set():
+            pending = self._pending_source
+            if pending is not None:
+                self._pending_source = None
+                self._switch_source(pending)
+            try:
+                image = self.source.read()
+            except SourceLost as exc:
+                lost = self.source
+                fallback = self._fallback_source()
+                self.notify("error", f"{exc} Switched to the demo source; choose the camera again when it is back.")
+                try:
+                    lost.close()
+                    fallback.open()
+                except Exception as inner:  # the demo needs only a bundled file; report and stop cleanly
+                    self.notify("error", f"Demo source failed too: {inner}")
+                    self.finished.set()
+                    return
+                self.source = fallback
+                continue
+            except Exception as exc:  # a decoder error mid-stream: report once, end the stream
+                self.notify("error", f"Source {self.source.describe()} failed: {exc}")
+                self.finished.set()
+                break
+            if image is None:
+                self.finished.set()
+                break
+            t = time.perf_counter()
+            frame = Frame(image=image, index=index, t_capture=t, camera=image)
+            index += 1
+            metrics.frames_in += 1
+            metrics.fps_in.tick(t)
+            if not self._capture_slot.put(frame):
+                metrics.dropped += 1
+        self._capture_slot.close()
+
+    def _run_stage(self, stage: Stage, frame: Frame) -> Frame:
+        if not stage.ensure_ready():
+            return frame
+        t0 = time.perf_counter()
+        try:
+            out = stage.process(frame)
+        except Exception as exc:  # a stage never stops the video
+            stage.failures += 1
+            message = f"{type(exc).__name__}: {exc}"
+            if stage.failures >= MAX_CONSECUTIVE_FAILURES:
+                stage.enabled = False
+                stage.reason = f"disabled after {stage.failures} failures: {message}"
+                self.notify("error", f"{stage.label} switched off: {message}")
+            else:
+                stage.reason = f"error: {message}"
+                if stage.failures == 1:
+                    logger.exception("Stage %s failed", stage.name)
+            return frame
+        self.metrics.stage(stage.name).add(time.perf_counter() - t0)
+        if stage.failures:
+            stage.failures = 0
+            stage.reason = ""
+        return out
+
+    def _process_loop(self) -> None:
+        metrics = self.metrics
+        while not self._stop.is_set():
+            frame = self._capture_slot.get(timeout=0.1)
+            if frame is None:
+                if self.finished.is_set():
+                    break
+                continue
+            for stage in self.stages:
+                if stage.enabled:
+                    frame = self._run_stage(stage, frame)
+            frame.image.flags.writeable = False  # published: nobody writes to it from here on
+            if not self._output_slot.put(frame):
+                metrics.dropped += 1
+        self._output_slot.close()
+
+    def _output_loop(self) -> None:
+        metrics = self.metrics
+        while not self._stop.is_set():
+            frame = self._output_slot.get(timeout=0.1)
+            if frame is None:
+                if self.finished.is_set() and not self._threads[1].is_alive():
+                    break
+                continue
+            for output in self._outputs:
+                try:
+                    output.send(frame)
+                except Exception:
+                    logger.exception("Output %s failed", output.name)
+            now = time.perf_counter()
+            metrics.end_to_end.add(now - frame.t_capture)
+            metrics.frames_out += 1
+            metrics.fps_out.tick(now)
+            self.last_frame = frame
+            if self.max_frames is not None and metrics.frames_out >= self.max_frames:
+                self.finished.set()
+                break
+
+    # -------------------------------------------------------------------------------------------------- stats
+    def stats(self) -> dict[str, Any]:
+        """A JSON-ready snapshot: the ``--stats-json`` format, also used by the window and /metrics."""
+        m = self.metrics
+        stages: dict[str, Any] = {}
+        for stage in self.stages:
+            entry: dict[str, Any] = {"enabled": stage.enabled, "reason": stage.reason, "label": stage.label}
+            entry.update(m.stage(stage.name).summary())
+            extra = getattr(stage, "stats", None)
+            if callable(extra):
+                try:
+                    entry.update(extra())
+                except Exception:
+                    logger.exception("Stage %s stats failed", stage.name)
+            stages[stage.name] = entry
+        outputs: dict[str, Any] = {}
+        for output in self._outputs:
+            try:
+                outputs[output.name] = output.stats()
+            except Exception:
+                outputs[output.name] = {}
+        return {
+            "source": self.source.describe(),
+            "device": self.device,
+            "frames_in": m.frames_in,
+            "frames_out": m.frames_out,
+            "dropped": m.dropped,
+            "fps_in": round(m.fps_in.rate(), 2),
+            "fps_out": round(m.fps_out.rate(), 2),
+            "uptime_s": round(time.perf_counter() - m.started, 3),
+            "stages": stages,
+            "end_to_end": m.end_to_end.summary(),
+            "gpu_memory": m.gpu.snapshot(),
+            "outputs": outputs,
+        }
