@@ -34,8 +34,10 @@ def parse_enable(text: str) -> set[str]:
 def build_stages(settings: Settings) -> list[Stage]:
     """The model stages, switched on as the settings say (``MIRAGE_ENABLE_*`` or ``--enable``)."""
     stages: list[Stage] = []
-    from mirage_desktop.engine.face_detection import FaceDetectionStage
-
+    try:
+        from mirage_desktop.engine.face_detection import FaceDetectionStage
+    except ImportError:  # lands in its own change
+        return stages
     detector = FaceDetectionStage(settings)
     stages.append(detector)
     try:

@@ -115,11 +115,13 @@ class Engine:
     def running(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
-    def start(self) -> None:
-        """Open the source (raising SourceError when it cannot) and start the threads."""
+    def start(self, open_source: bool = True) -> None:
+        """Open the source (raising SourceError when it cannot; skip with ``open_source=False`` when the caller
+        opened it already) and start the threads."""
         if self.running:
             return
-        self.source.open()
+        if open_source:
+            self.source.open()
         self._stop.clear()
         self.finished.clear()
         self._capture_slot.reopen()
@@ -196,16 +198,13 @@ class Engine:
                     fallback.open()
                 except Exception as inner:  # the demo needs only a bundled file; report and stop cleanly
                     self.notify("error", f"Demo source failed too: {inner}")
-                    self.finished.set()
-                    return
+                    break
                 self.source = fallback
                 continue
             except Exception as exc:  # a decoder error mid-stream: report once, end the stream
                 self.notify("error", f"Source {self.source.describe()} failed: {exc}")
-                self.finished.set()
                 break
-            if image is None:
-                self.finished.set()
+            if image is None:  # end of a file: the other threads drain what is left, then set `finished`
                 break
             t = time.perf_counter()
             frame = Frame(image=image, index=index, t_capture=t, camera=image)
@@ -245,7 +244,7 @@ class Engine:
         while not self._stop.is_set():
             frame = self._capture_slot.get(timeout=0.1)
             if frame is None:
-                if self.finished.is_set():
+                if self._capture_slot.closed:
                     break
                 continue
             for stage in self.stages:
@@ -261,7 +260,8 @@ class Engine:
         while not self._stop.is_set():
             frame = self._output_slot.get(timeout=0.1)
             if frame is None:
-                if self.finished.is_set() and not self._threads[1].is_alive():
+                if self._output_slot.closed:
+                    self.finished.set()
                     break
                 continue
             for output in self._outputs:

@@ -43,6 +43,11 @@ class LatestSlot(Generic[T]):
                 self._cond.notify_all()
             return item
 
+    @property
+    def closed(self) -> bool:
+        """True once closed and emptied: the producer is done and nothing is left to take."""
+        return self._closed and self._item is None
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

@@ -1,0 +1,96 @@
+"""The ``mirage`` command: the desktop window, or ``--headless`` for scripts, servers and checks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from mirage_desktop import __version__
+from mirage_desktop.config import ConfigError, Settings, load_settings
+from mirage_desktop.logs import setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mirage",
+        description="Mirage: turns your webcam into a live animated avatar. Without --headless it opens the window.",
+    )
+    p.add_argument("--version", action="version", version=f"mirage {__version__}")
+    p.add_argument("--headless", action="store_true", help="run the engine without a window")
+    p.add_argument("--source", help="'demo', a camera index (0, 1, ...) or a video/image file (default: settings)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--seconds", type=float, help="stop after this many seconds (headless)")
+    length.add_argument("--frames", type=int, help="stop after this many output frames (headless)")
+    p.add_argument("--record", type=Path, metavar="OUT.mp4", help="record the output as an H.264 MP4")
+    p.add_argument("--stats-json", type=Path, metavar="FILE", help="write the final stats as JSON")
+    p.add_argument("--enable", metavar="STAGES", help="comma-separated stages to switch on: scrfd,liveportrait")
+    p.add_argument("--models-dir", type=Path, metavar="DIR", help="model directory (default: user data dir)")
+    p.add_argument("--scrfd-model", type=Path, metavar="PATH", help="use this SCRFD .onnx file")
+    p.add_argument("--avatar", type=Path, metavar="IMAGE", help="portrait to animate")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device (default: auto)")
+    p.add_argument("--every-frame", action="store_true",
+                   help="from a file: process every frame instead of dropping (offline rendering)")
+    p.add_argument("--width", type=int, help="output width (default 1280)")
+    p.add_argument("--height", type=int, help="output height (default 720)")
+    p.add_argument("--fps", type=float, help="output frame rate (default 30)")
+    p.add_argument("--virtual-camera", action="store_true", help="send the output to the 'Mirage' virtual camera")
+    p.add_argument("--http-port", type=int, metavar="PORT", help="start the HTTP/WebRTC server on this port")
+    p.add_argument("--http-host", metavar="ADDR", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--token", help="WebRTC/API token (default: MIRAGE_TOKEN or the saved one)")
+    p.add_argument("--settings", type=Path, metavar="FILE", help="settings file (default: user config dir)")
+    p.add_argument("--quiet", action="store_true", help="no per-second status line (headless)")
+    p.add_argument("--verbose", action="store_true", help="debug logging on the console")
+    return p
+
+
+def apply_args(settings: Settings, args: argparse.Namespace) -> None:
+    """Command-line flags override the settings file and environment for this run (they are not saved)."""
+    if args.models_dir:
+        settings.models_dir = args.models_dir
+    if args.scrfd_model:
+        settings.scrfd_model = args.scrfd_model
+    if args.avatar:
+        settings.avatar = args.avatar
+    if args.device:
+        settings.device = args.device
+    if args.source is not None:
+        settings.source = args.source
+    if args.width:
+        settings.output_width = args.width
+    if args.height:
+        settings.output_height = args.height
+    if args.fps:
+        settings.fps = args.fps
+    if args.http_host:
+        settings.http_host = args.http_host
+    if args.http_port is not None:
+        settings.http_port = args.http_port
+    if args.token:
+        settings.token = args.token
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.settings:
+        os.environ["MIRAGE_SETTINGS"] = str(args.settings)  # load and save use the same file
+    try:
+        settings = load_settings(args.settings)
+    except ConfigError as exc:
+        print(f"mirage: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_dir, verbose=args.verbose)
+    apply_args(settings, args)
+    if args.headless:
+        from mirage_desktop.headless import run_headless
+
+        return run_headless(settings, args)
+    from mirage_desktop.ui.app import run_gui
+
+    return run_gui(settings, args.source)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""``mirage --headless``: the same engine without a window, for scripts, servers and our checks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mirage_desktop.config import Settings
+from mirage_desktop.engine.factory import UnknownStageError, build_engine, make_engine_source, parse_enable
+from mirage_desktop.engine.pipeline import Engine
+from mirage_desktop.engine.sources import SourceError, VideoFileSource
+
+logger = logging.getLogger(__name__)
+
+
+class UsageError(Exception):
+    """A command-line mistake: one line to the user, exit code 2."""
+
+
+def _fail(message: str) -> int:
+    print(f"mirage: {message}", file=sys.stderr)
+    return 2
+
+
+def _check_stats_path(path: Path) -> None:
+    parent = path.expanduser().resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write stats to {path}: folder {parent} does not exist. Create it or pick another.")
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write stats to {path}: {exc.strerror}. Choose a writable path.") from exc
+
+
+def status_line(stats: dict[str, Any]) -> str:
+    e2e = stats["end_to_end"]
+    parts = [
+        f"fps {stats['fps_out']:5.1f}",
+        f"in {stats['frames_in']}",
+        f"out {stats['frames_out']}",
+        f"dropped {stats['dropped']}",
+        f"e2e p50 {_ms(e2e['p50_ms'])} p95 {_ms(e2e['p95_ms'])}",
+    ]
+    for name, st in stats["stages"].items():
+        if st["enabled"] and not st["reason"]:
+            parts.append(f"{name} {_ms(st['p50_ms'])}")
+        elif st["enabled"]:
+            parts.append(f"{name}: {st['reason']}")
+    return " | ".join(parts)
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}ms"
+
+
+def final_stats(engine: Engine, wall_s: float) -> dict[str, Any]:
+    stats = engine.stats()
+    stats["wall_s"] = round(wall_s, 3)
+    # the live rate looks at the last 2 s; over a whole run the honest figure is the average
+    stats["fps_out"] = round(engine.metrics.frames_out / wall_s, 2) if wall_s > 0 else 0.0
+    stats["fps_in"] = round(engine.metrics.frames_in / wall_s, 2) if wall_s > 0 else 0.0
+    return stats
+
+
+def run_headless(settings: Settings, args: argparse.Namespace) -> int:
+    """Run until --seconds/--frames, the end of a non-looping source, or Ctrl+C; exit code 0 on success."""
+    try:
+        enabled = parse_enable(args.enable) if args.enable else None
+        if args.stats_json:
+            _check_stats_path(args.stats_json)
+        spec = str(settings.source)
+        if args.every_frame and (spec == "demo" or spec.isdigit()):
+            raise UsageError("--every-frame works with a video or image file, not a live camera or 'demo'.")
+        if args.seconds is not None and args.seconds <= 0:
+            raise UsageError("--seconds must be positive")
+        if args.frames is not None and args.frames <= 0:
+            raise UsageError("--frames must be positive")
+    except (UsageError, UnknownStageError) as exc:
+        return _fail(str(exc))
+    if enabled is not None:
+        settings.enable_scrfd = "scrfd" in enabled
+        settings.enable_liveportrait = "liveportrait" in enabled
+
+    try:
+        source = make_engine_source(settings, paced=not args.every_frame)
+    except SourceError as exc:
+        return _fail(str(exc))
+    if isinstance(source, VideoFileSource) and args.every_frame:
+        source.loop = args.frames is not None or args.seconds is not None
+    try:
+        source.open()  # before anything else: a bad source is the most common mistake
+    except SourceError as exc:
+        return _fail(str(exc))
+    engine = build_engine(settings, source, every_frame=args.every_frame, max_frames=args.frames)
+
+    if settings.avatar is not None:
+        try:
+            avatar_stage = engine.stage("liveportrait")
+        except KeyError:
+            engine.stop()
+            return _fail("--avatar needs the LivePortrait stage, which this build does not include yet.")
+        try:
+            avatar_stage.set_avatar(settings.avatar)  # type: ignore[attr-defined]
+        except Exception as exc:
+            engine.stop()
+            return _fail(f"avatar {settings.avatar}: {exc}")
+
+    extras: list[Any] = []
+    if args.record:
+        from mirage_desktop.outputs.recorder import Recorder, RecorderError
+
+        try:
+            recorder = Recorder(args.record, fps=source.fps, keep_every_frame=args.every_frame)
+        except RecorderError as exc:
+            engine.stop()
+            return _fail(str(exc))
+        engine.add_output(recorder)
+    if args.virtual_camera:
+        _start_virtual_camera(engine, settings)
+    if args.http_port is not None:
+        server = _start_http(engine, settings)
+        if server is None:
+            engine.stop()
+            return 2
+        extras.append(server)
+
+    engine.add_listener(lambda level, msg: print(f"[{level}] {msg}", file=sys.stderr, flush=True))
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
+
+    engine.start(open_source=False)
+    t0 = time.perf_counter()
+    deadline = t0 + args.seconds if args.seconds is not None else None
+    next_status = t0 + 1.0
+    try:
+        while not stop.is_set():
+            if engine.wait(0.05):
+                break
+            now = time.perf_counter()
+            if deadline is not None and now >= deadline:
+                break
+            if now >= next_status:
+                next_status += 1.0
+                if not args.quiet:
+                    print(status_line(engine.stats()), flush=True)
+    finally:
+        wall = time.perf_counter() - t0
+        for extra in extras:
+            extra.stop()
+        engine.stop()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    stats = final_stats(engine, wall)
+    if not args.quiet:
+        print(status_line(stats), flush=True)
+    if args.stats_json:
+        args.stats_json.write_text(json.dumps(stats, indent=2), encoding="utf-8")
+    return 0
+
+
+def _start_virtual_camera(engine: Engine, settings: Settings) -> None:
+    """Start the virtual camera, or print the fix and carry on without it (exit code stays 0)."""
+    try:
+        from mirage_desktop.outputs.virtual_camera import VirtualCameraOutput
+
+        output = VirtualCameraOutput(settings.output_width, settings.output_height, settings.fps)
+        output.start()
+    except Exception as exc:
+        print(f"mirage: virtual camera not started: {exc}", file=sys.stderr)
+        return
+    engine.add_output(output)
+
+
+def _start_http(engine: Engine, settings: Settings) -> Any:
+    try:
+        from mirage_desktop.webrtc.server import HttpServer
+
+        server = HttpServer(engine, settings)
+        server.start()
+    except OSError as exc:
+        print(f"mirage: cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror or exc}. "
+              "Pick another --http-port.", file=sys.stderr)
+        return None
+    print(f"HTTP/WebRTC server on {server.url} (token from settings, --token or MIRAGE_TOKEN)", flush=True)
+    return server
