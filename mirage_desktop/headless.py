@@ -106,12 +106,20 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
             avatar_stage = engine.stage("liveportrait")
         except KeyError:
             engine.stop()
-            return _fail("--avatar needs the LivePortrait stage, which this build does not include yet.")
+            return _fail("--avatar needs the LivePortrait stage, which this build does not include.")
+        from mirage_desktop.engine.avatar import AvatarError
+        from mirage_desktop.engine.stage import StageUnavailable
+
         try:
             avatar_stage.set_avatar(settings.avatar)  # type: ignore[attr-defined]
-        except Exception as exc:
+        except AvatarError as exc:
             engine.stop()
-            return _fail(f"avatar {settings.avatar}: {exc}")
+            return _fail(f"--avatar: {exc}")
+        except StageUnavailable as exc:
+            print(f"mirage: --avatar cannot be checked yet: {exc}", file=sys.stderr)
+    for stage in engine.stages:  # load models now, so a script's first frames are already processed
+        if stage.enabled and not stage.ensure_ready(block=True):
+            print(f"mirage: {stage.label} is not running: {stage.reason} (frames pass through)", file=sys.stderr)
 
     extras: list[Any] = []
     if args.record:

@@ -216,7 +216,7 @@ class Engine:
         self._capture_slot.close()
 
     def _run_stage(self, stage: Stage, frame: Frame) -> Frame:
-        if not stage.ensure_ready():
+        if not stage.ensure_ready(block=False):
             return frame
         t0 = time.perf_counter()
         try:

@@ -29,40 +29,63 @@ class Stage(ABC):
     def __init__(self, enabled: bool = False) -> None:
         self.enabled = enabled
         self.reason = "" if enabled else "off"
-        self._ready = False
-        self._prepare_lock = threading.Lock()
         self.failures = 0
+        self._ready = False
+        self._error: str | None = None  # why the last prepare() failed; cleared by reset() or re-enabling
+        self._loader: threading.Thread | None = None
+        self._prepare_lock = threading.Lock()
 
     def set_enabled(self, enabled: bool) -> None:
         self.enabled = bool(enabled)
         if enabled:
             self.failures = 0
+            self._error = None  # switching on again retries a failed load
             if self.reason == "off" or self.reason.startswith("disabled after"):
                 self.reason = ""
         else:
             self.reason = "off"
 
-    def ensure_ready(self) -> bool:
-        """Load the stage's resources once; on failure record the reason and return False."""
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def ensure_ready(self, block: bool = True) -> bool:
+        """Load the stage's resources once. The engine calls it with ``block=False``: loading then runs on a
+        background thread while frames pass through (reason "loading..."), so enabling a model never freezes the
+        video. A failed load records its reason and is not retried until :meth:`reset` or re-enabling."""
         if self._ready:
             return True
+        if self._error is not None:
+            return False
         with self._prepare_lock:
-            if self._ready:
-                return True
-            try:
-                self.prepare()
-            except StageUnavailable as exc:
-                self.reason = str(exc)
-                return False
+            loader = self._loader
+            if loader is None and not self._ready:
+                loader = self._loader = threading.Thread(target=self._load, name=f"load-{self.name}", daemon=True)
+                self.reason = "loading..."
+                loader.start()
+        if block and loader is not None:
+            loader.join()
+        return self._ready
+
+    def _load(self) -> None:
+        try:
+            self.prepare()
+        except StageUnavailable as exc:
+            self._error = self.reason = str(exc)
+        except Exception as exc:  # a broken model file must not kill the app
+            self._error = self.reason = f"{type(exc).__name__}: {exc}"
+        else:
             self._ready = True
-            if self.enabled:
-                self.reason = ""
-            return True
+            self.reason = "" if self.enabled else "off"
+        finally:
+            with self._prepare_lock:
+                self._loader = None
 
     def reset(self) -> None:
         """Forget loaded resources (for example after new model files arrived); the next frame reloads."""
         with self._prepare_lock:
             self._ready = False
+            self._error = None
             self.release()
 
     def prepare(self) -> None:
