@@ -264,6 +264,19 @@ def test_close_twice_and_restart_after_close() -> None:
     assert all(d.close_calls == 1 for d in FakeDeviceBackend.instances)
 
 
+def test_a_status_listener_may_stop_the_camera() -> None:
+    out: VirtualCameraOutput
+
+    def on_status(status: str, error: BaseException | None) -> None:
+        if status == "running":
+            out.stop()  # runs on the camera thread itself
+
+    out = VirtualCameraOutput(64, 48, 30, backend=BACKEND_NAME, on_status=on_status)
+    out.start()
+    assert wait_until(lambda: FakeDeviceBackend.instances[-1].closed)
+    assert out.status == "stopped"
+
+
 def test_invalid_format_names_the_value() -> None:
     with pytest.raises(ValueError, match="1281x720"):
         VirtualCameraOutput(1281, 720, 30)

@@ -70,8 +70,8 @@ def available_backend_hint(system: str | None = None) -> str:
     if system == "Linux":
         return (
             "Install v4l2loopback (Debian/Ubuntu: sudo apt install v4l2loopback-dkms; Fedora: v4l2loopback from "
-            f"RPM Fusion), then create the camera with: {MODPROBE_LINE} . If /dev/videoN exists but cannot be "
-            "opened, add yourself to the video group (sudo usermod -a -G video $USER) and log in again."
+            "RPM Fusion; if /dev/videoN then exists but cannot be opened, add yourself to the video group with "
+            f"sudo usermod -a -G video $USER and log in again), then create the camera with: {MODPROBE_LINE}"
         )
     if system == "Windows":
         return (
@@ -208,7 +208,7 @@ class VirtualCameraOutput(Output):
             self._stop.set()
             self._slot.close()
             thread, self._thread = self._thread, None
-            if thread is not None:
+            if thread is not None and thread is not threading.current_thread():  # a listener may call stop()
                 thread.join(timeout=5.0)
                 if thread.is_alive():
                     logger.warning("Virtual camera thread did not stop within 5 s")
@@ -327,7 +327,7 @@ class VirtualCameraOutput(Output):
         try:
             cam = self._open_camera(width, height, fps)
         except VirtualCameraUnavailable as exc:
-            logger.warning("%s", exc)
+            logger.info("%s", exc)  # the caller shows it: start() raises it, on_status carries it
             self.error = exc
             self._set_status(UNAVAILABLE, exc)
             self._opened.set()
