@@ -1,0 +1,42 @@
+"""Model files: the registry of what the app can download, the downloader, and the ``mirage-models`` CLI.
+
+Qt-free: the window's download dialog calls :func:`download` from a worker thread.
+"""
+
+from mirage_desktop.models.download import (
+    DownloadCancelled,
+    DownloadReport,
+    FileStatus,
+    ModelDownloadError,
+    ProgressEvent,
+    download,
+    missing_for,
+    status,
+    verify,
+)
+from mirage_desktop.models.registry import (
+    DEFAULT_SCRFD_FILE,
+    REGISTRY,
+    RegistryEntry,
+    entries_for,
+    liveportrait_paths,
+    scrfd_path,
+)
+
+__all__ = [
+    "DEFAULT_SCRFD_FILE",
+    "REGISTRY",
+    "DownloadCancelled",
+    "DownloadReport",
+    "FileStatus",
+    "ModelDownloadError",
+    "ProgressEvent",
+    "RegistryEntry",
+    "download",
+    "entries_for",
+    "liveportrait_paths",
+    "missing_for",
+    "scrfd_path",
+    "status",
+    "verify",
+]
