@@ -1,0 +1,250 @@
+"""The LivePortrait chain as the live stage and the conformance command both run it: one copy of the maths.
+
+Per frame: :meth:`LivePortrait.motion_info` (M) on the driving crop, :meth:`LivePortrait.drive` (relative motion,
+stitching, multiplier: a few small tensor ops and one MLP) and :meth:`LivePortrait.render` (W then G). Everything stays
+on the device; :meth:`LivePortrait.to_uint8` is the only host copy. The expression-friendly multiplier needs a convex
+hull on the host; it is computed once per (source, reference) pair and cached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mirage_desktop.engine.liveportrait import motion
+from mirage_desktop.engine.liveportrait.loader import LivePortraitNetworks, load_networks
+from mirage_desktop.engine.liveportrait.motion import KpInfo
+from mirage_desktop.engine.liveportrait.warping import WarpOutput
+
+logger = logging.getLogger(__name__)
+
+#: where the chain's intermediate tensors go when the caller asks for them (conformance); keys are the kit's names
+Trace = MutableMapping[str, torch.Tensor]
+
+DRIVING_OPTIONS = ("expression-friendly", "pose-friendly")
+ANIMATION_REGIONS = ("all",)
+
+
+@dataclass(frozen=True)
+class DriveOptions:
+    """How driving motion moves the source; the defaults are the official CLI's (``inference.py``)."""
+
+    relative_motion: bool = True
+    driving_option: str = "expression-friendly"
+    stitching: bool = True
+    driving_multiplier: float = 1.0
+    eye_retargeting: bool = False
+    lip_retargeting: bool = False
+    animation_region: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.driving_option not in DRIVING_OPTIONS:
+            raise ValueError(f'Invalid driving option "{self.driving_option}": use one of {", ".join(DRIVING_OPTIONS)}')
+        if self.animation_region not in ANIMATION_REGIONS:
+            raise ValueError(
+                f'Invalid animation region "{self.animation_region}": only {", ".join(ANIMATION_REGIONS)} is supported'
+            )
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What the chain keeps of the source portrait: f_s (1, 32, 16, 64, 64), its motion, and x_s (1, 21, 3)."""
+
+    feature: torch.Tensor
+    info: KpInfo
+    x_s: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _ReferenceCache:
+    """The expression-friendly state of one (source, reference) pair."""
+
+    source: SourceState
+    reference: KpInfo
+    relative: bool
+    x_d0_new: torch.Tensor
+    multiplier: torch.Tensor  # float32, on the device
+    multiplier64: float
+
+
+def rgb_to_tensor(rgb: np.ndarray, device: str | torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32 in [0, 1] on ``device``; the scaling runs on the device."""
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).to(device, non_blocking=True)
+    return (t.permute(2, 0, 1)[None].float() / 255.0).clamp_(0, 1)
+
+
+class LivePortrait:
+    """Loaded networks plus the chain. Build with :meth:`load`."""
+
+    def __init__(self, networks: LivePortraitNetworks, device: torch.device, half: bool = False) -> None:
+        if half and device.type != "cuda":
+            raise ValueError(f"half precision needs a CUDA device, not {device}; drop --half or use --device cuda")
+        self.networks = networks
+        self.device = device
+        self.half = half
+        self._expr_cache: _ReferenceCache | None = None
+
+    @classmethod
+    def load(cls, weights_dir: Path | str, device: str = "cpu", half: bool = False) -> LivePortrait:
+        """Load the official files (tree or flat folder) through the one loader; ``half`` = float16 W and G on CUDA."""
+        dev = torch.device(device)
+        if half and dev.type != "cuda":
+            raise ValueError(f"half precision needs a CUDA device, not {device}; drop --half or use --device cuda")
+        return cls(load_networks(weights_dir, dev), dev, half)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[None]:
+        if self.half:
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def prepare_source(self, image: torch.Tensor, trace: Trace | None = None) -> SourceState:
+        """F and M on the source crop (1, 3, 256, 256) in [0, 1]; done once per portrait."""
+        feature = self.networks.appearance(image)
+        info = self.motion_info(image, trace=trace)
+        x_s = motion.keypoints(info)
+        if trace is not None:
+            trace["feature_3d"] = feature
+            trace["x_s"] = x_s
+        return SourceState(feature=feature, info=info, x_s=x_s)
+
+    @torch.inference_mode()
+    def motion_info(self, image: torch.Tensor, trace: Trace | None = None) -> KpInfo:
+        """M plus the official get_kp_info refinement (degrees, (B, 21, 3) shapes) and the rotation."""
+        raw = self.networks.motion(image)
+        if trace is not None:
+            for name, value in raw._asdict().items():
+                trace[f"raw_{name}"] = value
+        return motion.kp_info_from_raw(raw)
+
+    def _reference_keypoints(
+        self, source: SourceState, reference: KpInfo, options: DriveOptions
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(x_d0_new, m as a float32 device tensor, m as float64), computed once per (source, reference) pair.
+
+        The cache holds the two objects themselves (compared by identity), so a new reference frame or portrait
+        always recomputes; the hull volume is the only host round trip of the chain.
+        """
+        cache = self._expr_cache
+        if (
+            cache is not None
+            and cache.source is source
+            and cache.reference is reference
+            and cache.relative == options.relative_motion
+        ):
+            return cache.x_d0_new, cache.multiplier, cache.multiplier64
+        if options.relative_motion:
+            x_d0_new = motion.relative_motion(source.info, reference, reference).x_d
+        else:
+            x_d0_new = motion.absolute_motion(source.info, reference).x_d
+        m = motion.motion_multiplier(source.x_s, x_d0_new)
+        m_tensor = torch.tensor(m, dtype=torch.float32, device=self.device)
+        self._expr_cache = _ReferenceCache(source, reference, options.relative_motion, x_d0_new, m_tensor, m)
+        logger.debug("expression-friendly multiplier %.9f for a new reference frame", m)
+        return x_d0_new, m_tensor, m
+
+    @torch.inference_mode()
+    def drive(
+        self,
+        source: SourceState,
+        driving: KpInfo,
+        reference: KpInfo,
+        options: DriveOptions = DriveOptions(),
+        *,
+        eye_ratio: torch.Tensor | None = None,
+        lip_ratio: torch.Tensor | None = None,
+        trace: Trace | None = None,
+    ) -> torch.Tensor:
+        """The driven keypoints x_final (1, 21, 3) that W warps the source to.
+
+        ``eye_ratio`` (1, 3) = [source eye ratios (2), driving eye ratio] and ``lip_ratio`` (1, 2) = [source, driving]
+        are needed only with eye/lip retargeting, which (as in the official pipeline) then replaces the relative
+        motion by x_s plus the retargeting deltas.
+        """
+        x_s = source.x_s
+        if options.relative_motion:
+            rel = motion.relative_motion(source.info, driving, reference)
+        else:
+            rel = motion.absolute_motion(source.info, driving)
+        x_d = rel.x_d
+        if trace is not None:
+            trace.update(R_s=source.info.rotation, R_new=rel.rotation, delta_new=rel.exp)
+            trace.update(scale_new=rel.scale, t_new=rel.t, x_d_new=x_d)
+        if options.driving_option == "expression-friendly":
+            x_d0_new, m, m64 = self._reference_keypoints(source, reference, options)
+            x_d = motion.expression_friendly(x_d, x_d0_new, m, x_s)
+            if trace is not None:
+                trace.update(motion_multiplier=torch.tensor(m64, dtype=torch.float64), x_d_new_expr=x_d)
+
+        if options.eye_retargeting or options.lip_retargeting:
+            deltas = []
+            if options.eye_retargeting:
+                if eye_ratio is None:
+                    raise ValueError("eye retargeting is on but no eye_ratio (1, 3) was given")
+                deltas.append(motion.retarget_eye(self.networks.eye, x_s, eye_ratio))
+            if options.lip_retargeting:
+                if lip_ratio is None:
+                    raise ValueError("lip retargeting is on but no lip_ratio (1, 2) was given")
+                deltas.append(motion.retarget_lip(self.networks.lip, x_s, lip_ratio))
+            x_d = x_s if options.relative_motion else x_d
+            for delta in deltas:
+                x_d = x_d + delta
+
+        if options.stitching:
+            feat = motion.stitch_input(x_s, x_d)
+            delta = self.networks.stitching(feat)
+            x_d = motion.apply_stitching_delta(x_d, delta)
+            if trace is not None:
+                trace.update(stitch_input=feat, stitch_delta=delta, x_d_stitched=x_d)
+        x_final = motion.apply_driving_multiplier(x_s, x_d, options.driving_multiplier)
+        if trace is not None:
+            trace["x_d_final"] = x_final
+        return x_final
+
+    @torch.inference_mode()
+    def warp(self, feature: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> WarpOutput:
+        """W (float16 autocast with ``half``); outputs float32."""
+        with self._autocast():
+            out = self.networks.warping(feature, kp_source, kp_driving)
+        if self.half:
+            out = WarpOutput(*(t.float() for t in out))
+        return out
+
+    @torch.inference_mode()
+    def decode(self, feature: torch.Tensor) -> torch.Tensor:
+        """G (float16 autocast with ``half``): (B, 256, 64, 64) -> (B, 3, 512, 512) float32 in [0, 1]."""
+        with self._autocast():
+            image = self.networks.generator(feature)
+        return image.float()
+
+    @torch.inference_mode()
+    def render(self, source: SourceState, x_final: torch.Tensor, trace: Trace | None = None) -> torch.Tensor:
+        """W then G: the source warped to the driven keypoints, (1, 3, 512, 512) in [0, 1]."""
+        warped = self.warp(source.feature, source.x_s, x_final)
+        if trace is not None:
+            trace.update(out=warped.out, occlusion_map=warped.occlusion_map, deformation=warped.deformation)
+        return self.decode(warped.out)
+
+    @staticmethod
+    def to_uint8(image: torch.Tensor) -> np.ndarray:
+        """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8 RGB (official parse_output, truncating); the one host copy."""
+        return motion.parse_output(image)
+
+
+@contextlib.contextmanager
+def strict_float32() -> Iterator[None]:
+    """Turn TF32 off for conformance runs on CUDA (TF32 alone causes errors around 1e-3); restore afterwards."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+        torch.backends.cudnn.allow_tf32 = cudnn
