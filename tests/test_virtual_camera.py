@@ -73,7 +73,7 @@ def test_full_hd_frame_is_scaled_into_720p_camera() -> None:
     src = quadrants(1920, 1080)
     got = send_and_capture(out, src)
     assert got.shape == (720, 1280, 3)
-    expected = cv2.resize(src, (1280, 720), interpolation=cv2.INTER_AREA)
+    expected = cv2.resize(src, (1280, 720), interpolation=cv2.INTER_LINEAR)
     assert np.array_equal(got, expected)
 
 
@@ -95,7 +95,7 @@ def test_tall_frame_is_letterboxed_top_and_bottom() -> None:
     src = quadrants(800, 200)  # 4:1 -> 640x160, 100 black rows above and below
     got = send_and_capture(out, src)
     assert not got[:100].any() and not got[260:].any()
-    assert np.array_equal(got[100:260], cv2.resize(src, (640, 160), interpolation=cv2.INTER_AREA))
+    assert np.array_equal(got[100:260], cv2.resize(src, (640, 160), interpolation=cv2.INTER_LINEAR))
 
 
 def test_frame_size_change_leaves_no_old_picture_in_the_bars() -> None:
@@ -188,6 +188,25 @@ def test_engine_faster_than_camera_drops_stale_frames_not_pace() -> None:
     out.close()
     assert out.frames_new < 50  # only what each tick found newest was converted and written
     assert out.stats()["frames_skipped"] >= 150
+
+
+def test_a_fast_engine_does_not_push_the_camera_past_its_rate() -> None:
+    fps = 20.0
+    out = VirtualCameraOutput(64, 48, fps, backend=BACKEND_NAME)
+    device = started(out)
+    image = quadrants(64, 48)
+    i = 0
+    t_end = time.perf_counter() + 1.0
+    while time.perf_counter() < t_end:  # an engine at about 200 fps
+        out.send(make_frame(image.copy(), i))
+        i += 1
+        time.sleep(0.005)
+    out.close()
+    span = device.times[-1] - device.times[0]
+    rate = (device.count - 1) / span
+    assert i > 3 * fps  # the engine really was faster
+    assert rate <= fps * 1.5, f"camera wrote at {rate:.1f} fps, faster than its {fps} fps clock"
+    assert out.frames_new >= fps / 4  # and it did keep taking new frames
 
 
 def test_send_never_waits_for_a_stalled_device(fake_device: type[FakeDeviceBackend]) -> None:

@@ -1,8 +1,8 @@
 """Sends the engine's frames to a virtual camera (pyvirtualcam) that Zoom, Meet and OBS can pick as "Mirage".
 
 The camera lives on its own thread: it opens the device, converts each new frame once to the camera's size and
-pixel format, and writes at the camera's frame rate, repeating the last frame whenever the engine has nothing new,
-so the receiving app never sees the picture freeze or the device stall. ``send`` only drops the frame into a
+pixel format and writes it as soon as it comes (never faster than the camera's frame rate), and repeats the last
+picture whenever the engine has nothing new, so the receiving app never sees the device stall. ``send`` only drops the frame into a
 latest-frame slot and returns, so a slow device never holds up the engine.
 
 Backends come from pyvirtualcam: v4l2loopback on Linux (the device whose card label is "Mirage" is preferred),
@@ -352,21 +352,33 @@ class VirtualCameraOutput(Output):
                 logger.exception("Closing virtual camera %s failed", self.device)
 
     def _pump(self, cam: Any, width: int, height: int, fps: float) -> None:
-        """Write one picture per tick of the camera's clock: the newest frame if one came, else the last again."""
+        """Write each new frame as soon as it comes, but never faster than the camera's rate; when the engine has
+        nothing new, write the last picture again so the camera keeps its rate.
+
+        Writing on arrival rather than on a fixed clock saves up to one camera interval of latency (16 ms on
+        average at 30 fps). The first repeat waits 1.5 intervals, so a slightly late engine frame is not pushed
+        back a whole interval by a repeat; while the engine stalls, repeats follow at the camera's rate.
+        """
         self._canvas = np.zeros((height, width, 3), np.uint8)
         self._layout_key = None
         self._roi = None
         last: np.ndarray = self._canvas  # black until the first frame: apps see a live camera at once
         interval = 1.0 / fps
+        min_gap = 0.9 * interval  # absorbs the engine's jitter; caps the rate at 1.1x the camera's
+        grace = 1.5 * interval  # how long after a new frame the next one may take before a repeat
         slot, stop, perf = self._slot, self._stop, time.perf_counter
-        next_t = perf()
-        while True:
-            delay = next_t - perf()
-            if delay > 0 and stop.wait(delay):
-                break
+        last_t = perf() - interval  # the black picture goes out at once
+        wait_more = 0.0
+        while not stop.is_set():
+            frame = slot.get(timeout=max(0.0, last_t + wait_more - perf()))
             if stop.is_set():
                 break
-            frame = slot.get(timeout=0)
+            if frame is not None:
+                early = last_t + min_gap - perf()
+                if early > 0:
+                    if stop.wait(early):
+                        break
+                    frame = slot.get(timeout=0) or frame  # a newer one may have come meanwhile
             t0 = perf()
             if frame is not None:
                 converted = self._convert(frame.image)
@@ -376,17 +388,17 @@ class VirtualCameraOutput(Output):
                     last = converted
             cam.send(last)
             t1 = perf()
+            last_t = t0
             self.frames_sent += 1
             if frame is not None:
                 self.frames_new += 1
                 self.send_latency.add(t1 - t0)
                 self.capture_latency.add(t1 - frame.t_capture)
+                wait_more = grace
             else:
                 self.frames_repeated += 1
+                wait_more = interval
             self.rate.tick(t1)
-            next_t += interval
-            if next_t <= t1:  # fell behind (slow device, busy CPU): skip the missed ticks, never burst
-                next_t += (int((t1 - next_t) / interval) + 1) * interval
 
     def _layout(self, image: np.ndarray) -> bool:
         """Fit frames of this shape into the camera: same size passes, else letterbox. Runs on shape changes."""
@@ -412,7 +424,9 @@ class VirtualCameraOutput(Output):
             nh = min(height, max(1, round(h * scale)))
             x0, y0 = (width - nw) // 2, (height - nh) // 2
             self._roi = canvas[y0 : y0 + nh, x0 : x0 + nw]
-            self._interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+            # bilinear already weighs every source pixel down to half size and is 5x cheaper than area averaging
+            # at odd ratios (1080p -> 720p: 2 ms against 10 ms); stronger reductions need area to avoid aliasing
+            self._interp = cv2.INTER_AREA if scale <= 0.5 else cv2.INTER_LINEAR
         self._layout_key = image.shape
         return True
 
