@@ -125,7 +125,8 @@ class StageToggle(QWidget):
 
     @property
     def reason_text(self) -> str:
-        return self.reason.text() if self.reason.isVisible() or not self.isVisible() else ""
+        """The reason on show ("" when none)."""
+        return self.reason.text() if not self.reason.isHidden() else ""
 
 
 class ControlsPanel(QWidget):
@@ -206,7 +207,7 @@ class ControlsPanel(QWidget):
         self.virtual_camera.setToolTip("Send the avatar to the 'Mirage' camera that video-call apps can pick")
         self.virtual_camera.toggled.connect(self.virtual_camera_toggled)
         self.virtual_camera_status = QLabel("Off")
-        self.virtual_camera_status.setObjectName("hint")
+        self.virtual_camera_status.setObjectName("outputStatus")
         self.virtual_camera_status.setWordWrap(True)
         self.virtual_camera_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         outputs.body.addWidget(self.virtual_camera)
@@ -217,7 +218,7 @@ class ControlsPanel(QWidget):
         self.webrtc.setToolTip("Serve the avatar to browsers and OBS over WebRTC (WHEP), protected by the token")
         self.webrtc.toggled.connect(self.webrtc_toggled)
         self.webrtc_status = QLabel("Off")
-        self.webrtc_status.setObjectName("hint")
+        self.webrtc_status.setObjectName("outputStatus")
         self.webrtc_status.setWordWrap(True)
         self.webrtc_status.setOpenExternalLinks(True)
         self.webrtc_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)

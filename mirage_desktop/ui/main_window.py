@@ -9,6 +9,7 @@ result or exception comes back by signal. Errors a user can cause end up in a ba
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -47,6 +48,13 @@ STAGE_SETTINGS: dict[str, str] = {"scrfd": "enable_scrfd", "liveportrait": "enab
 AVATAR_STAGE = "liveportrait"
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ")"
 VIDEO_FILTER = "Videos (*.mp4 *.mov *.avi *.mkv *.webm *.m4v);;All files (*)"
+_DOWNLOAD_GROUP = re.compile(re.escape(DOWNLOAD_HINT) + r"\s+([a-z_]+)")
+
+
+def download_group(stage_name: str, reason: str) -> str:
+    """The model group a stage's reason asks for (Animate may ask for ``scrfd``), else the stage's own."""
+    match = _DOWNLOAD_GROUP.search(reason)
+    return match.group(1) if match else stage_name
 
 
 def device_description(device: str) -> str:
@@ -369,6 +377,11 @@ class MainWindow(QMainWindow):
         vcam_error = self._virtual_camera_error()
         if not reason and vcam_error:
             reason = f"Virtual camera: {vcam_error}"
+        if self._virtual_camera is not None:
+            if vcam_error:
+                self.controls.show_virtual_camera(True, vcam_error, error=True)
+            else:
+                self.controls.show_virtual_camera(True, self._virtual_camera_status())
         self.status_reason.setText(reason)
         self.status_reason.setToolTip(reason)
         self.status_fps.setText(f"{stats.get('fps_out', 0.0):.1f} fps")
@@ -466,13 +479,15 @@ class MainWindow(QMainWindow):
         if self._download is not None:
             return
         label = STAGE_LABELS.get(name, (name,))[0]
-        dialog = QProgressDialog(f"Downloading the models for {label}...", "Cancel", 0, 0, self)
+        reason = self.engine.stage(name).reason if self._has_stage(name) else ""
+        group = download_group(name, reason)
+        dialog = QProgressDialog(f"Downloading the {group} models for {label}...", "Cancel", 0, 0, self)
         dialog.setWindowTitle("Download models")
         dialog.setMinimumDuration(0)
         dialog.setAutoClose(False)
         dialog.setAutoReset(False)
         dialog.setMinimumWidth(420)
-        task = Task(downloader.download, name, self.settings.models_dir, name="download")
+        task = Task(downloader.download, group, self.settings.models_dir, name="download")
         task.kwargs.update(progress=task.report, cancel=task.cancel_event)
         dialog.canceled.connect(task.cancel)
         self._download = task
@@ -491,10 +506,14 @@ class MainWindow(QMainWindow):
             dialog.close()
             dialog.deleteLater()
 
-        def on_done(_report: Any) -> None:
+        def on_done(report: Any) -> None:
             finish()
-            if task.cancel_event.is_set():
-                self.show_message("info", "Download cancelled.")
+            if task.cancel_event.is_set() or getattr(report, "cancelled", False):
+                self.show_message("info", "Download cancelled; the next download resumes where it stopped.")
+                return
+            failed = getattr(report, "failed", [])
+            if failed:
+                self.show_message("error", "Download failed: " + "; ".join(str(err) for _entry, err in failed))
                 return
             if self._has_stage(name):
                 self.engine.stage(name).reset()
@@ -589,6 +608,17 @@ class MainWindow(QMainWindow):
         error = getattr(output, "error", None)
         return str(error) if error else ""
 
+    def _virtual_camera_status(self) -> str:
+        """"Sending to /dev/video10 (v4l2loopback)", "starting", or the status word the output reports."""
+        output = self._virtual_camera
+        if output is None:
+            return "Off"
+        status = str(getattr(output, "status", "") or "on")
+        device, backend = getattr(output, "device", None), getattr(output, "backend", None)
+        if status == "running" and device:
+            return f"Sending to {device}" + (f" ({backend})" if backend else "")
+        return status.capitalize()
+
     @Slot(bool)
     def set_virtual_camera(self, on: bool) -> None:
         if not on:
@@ -623,9 +653,7 @@ class MainWindow(QMainWindow):
         self.engine.add_output(output)
         self.settings.virtual_camera = True
         self.save()
-        status = getattr(output, "status", "")
-        status = status() if callable(status) else status
-        self.controls.show_virtual_camera(True, str(status or "On"))
+        self.controls.show_virtual_camera(True, self._virtual_camera_status())
 
     def _on_virtual_camera_failed(self, output: Output, exc: BaseException) -> None:
         try:
@@ -762,7 +790,13 @@ class MainWindow(QMainWindow):
 
 
 def _progress_parts(value: Any) -> tuple[float, float, str]:
-    """(done, total, text) from what a progress callback reported: a fraction, a (done, total) pair, or a dict."""
+    """(done, total, text) from a downloader ProgressEvent, a fraction, a (done, total) pair, or a dict."""
+    if hasattr(value, "overall_done") and hasattr(value, "entry"):
+        entry = getattr(value.entry, "local_path", "")
+        text = f"{value.phase} {entry} ({value.file_index + 1} of {max(1, value.file_count)})"
+        if value.message:
+            text += f"\n{value.message}"
+        return float(value.overall_done), float(value.overall_total or 0), text
     if isinstance(value, (int, float)):
         return float(value), 1.0, ""
     if isinstance(value, tuple) and len(value) >= 2:

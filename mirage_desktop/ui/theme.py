@@ -14,7 +14,8 @@ QScrollArea {{ border: none; background: transparent; }}
 QFrame#section {{ background: #181b21; border: 1px solid #23272f; border-radius: 10px; }}
 QLabel#sectionTitle {{ color: #8a93a3; font-size: 11px; font-weight: 600; letter-spacing: 1px; }}
 QLabel#hint {{ color: #9aa1ad; }}
-QLabel#hint[error="true"] {{ color: #ff8a80; }}
+QLabel#outputStatus {{ color: #9aa1ad; padding-left: 24px; }}
+QLabel#outputStatus[error="true"] {{ color: #ff8a80; }}
 QLabel#reason {{ color: #ffb74d; padding-left: 24px; }}
 QLabel#shortcut {{ color: #6b7280; border: 1px solid #2c313a; border-radius: 4px; padding: 1px 6px;
                    font-size: 11px; }}
