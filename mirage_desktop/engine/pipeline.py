@@ -135,15 +135,18 @@ class Engine:
         for t in self._threads:
             t.start()
 
-    def stop(self, close_outputs: bool = True) -> None:
-        """Stop the threads, release the source and (by default) close every output."""
+    def stop(self, close_outputs: bool = True, timeout: float = 60.0) -> None:
+        """Stop the threads, release the source and (by default) close every output.
+
+        Waits for the frame in flight (a CPU-only LivePortrait frame can take seconds) up to ``timeout``."""
         self._stop.set()
         self._capture_slot.close()
         self._output_slot.close()
+        deadline = time.monotonic() + timeout
         for t in self._threads:
-            t.join(timeout=5.0)
+            t.join(timeout=max(0.1, deadline - time.monotonic()))
             if t.is_alive():
-                logger.warning("Engine thread %s did not stop within 5 s", t.name)
+                logger.warning("Engine thread %s did not stop within %.0f s", t.name, timeout)
         self._threads = []
         try:
             self.source.close()
@@ -155,11 +158,6 @@ class Engine:
                     output.close()
                 except Exception:
                     logger.exception("Closing output %s failed", output.name)
-        for stage in self.stages:
-            try:
-                stage.release()
-            except Exception:
-                logger.exception("Releasing stage %s failed", stage.name)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.finished.wait(timeout)
@@ -206,6 +204,8 @@ class Engine:
                 break
             if image is None:  # end of a file: the other threads drain what is left, then set `finished`
                 break
+            if self.every_frame and self.max_frames is not None and index >= self.max_frames:
+                break  # offline rendering: read no frame that will not be output
             t = time.perf_counter()
             frame = Frame(image=image, index=index, t_capture=t, camera=image)
             index += 1

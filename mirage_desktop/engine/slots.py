@@ -26,6 +26,8 @@ class LatestSlot(Generic[T]):
             if self.blocking:
                 while self._item is not None and not self._closed:
                     self._cond.wait(0.1)
+                if self._closed:
+                    return True  # shutting down: nothing is lost that anyone would have taken
             replaced = self._item is not None
             if replaced:
                 self.dropped += 1

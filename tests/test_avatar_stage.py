@@ -1,0 +1,104 @@
+"""The live avatar stage with the kit's synthetic LivePortrait weights (the only ones here), the real SCRFD model,
+a real portrait and a real face moving in front of the "camera"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mirage_desktop.config import Settings, bundled_avatar
+from mirage_desktop.engine.avatar import AvatarError, AvatarStage
+from mirage_desktop.engine.face_detection import FaceDetectionStage
+from mirage_desktop.engine.frame import Frame
+from mirage_desktop.engine.sources import DemoSource
+
+pytestmark = pytest.mark.slow
+
+
+def make_stage(models: Path, **overrides) -> AvatarStage:
+    settings = Settings(models_dir=models, enable_scrfd=True, enable_liveportrait=True, output_width=640,
+                        output_height=360, device="cpu", **overrides)
+    return AvatarStage(settings, FaceDetectionStage(settings))
+
+
+@pytest.fixture(scope="module")
+def stage(synthetic_models_dir: Path) -> AvatarStage:
+    s = make_stage(synthetic_models_dir)
+    assert s.ensure_ready(block=True), s.reason
+    return s
+
+
+def test_stage_reproduces_the_kits_golden_images(stage: AvatarStage, shared_dir: Path) -> None:
+    golden = shared_dir / "liveportrait" / "golden"
+    inputs = np.load(golden / "inputs.npz")
+    expected = np.load(golden / "spade_generator.npz")["image_uint8"]
+    tol = json.loads((golden / "tolerances.json").read_text())["arrays"]["spade_generator.npz:image_uint8"]
+    faces = stage.animate_crops(inputs["source_rgb"], list(inputs["driving_rgb"]))
+    assert len(faces) == 3
+    for got, want in zip(faces, expected):
+        diff = np.abs(got.astype(int) - want.astype(int))
+        # end-to-end tolerance of the kit: differences of at most 2, on at most 0.5% of the values
+        assert diff.max() <= 2, diff.max()
+        assert (diff > 0).mean() <= 0.005, (diff > 0).mean()
+    assert tol  # the kit names this array
+
+
+def test_stage_animates_the_portrait_from_a_moving_face(stage: AvatarStage) -> None:
+    camera = DemoSource(640, 360, 30, paced=False)
+    camera.open()
+    frames = []
+    for i in (0, 20, 45):  # reference, then two poses of the moving face
+        image = camera.render(i)
+        image.flags.writeable = False
+        stage.detector.ensure_ready(block=True)
+        frame = stage.detector.process(Frame(image=image, index=i, t_capture=i / 30, camera=image))
+        assert frame.face is not None
+        frames.append(stage.process(frame).image)
+    rest = stage._avatar.paste.rest
+    x0, y0, x1, y1 = stage._avatar.paste.roi
+    for out in frames:
+        assert out.shape == (360, 640, 3) and out.dtype == np.uint8
+        assert not np.array_equal(out, rest)  # the face region was replaced
+        outside = np.ones(out.shape[:2], bool)
+        outside[y0:y1, x0:x1] = False
+        assert np.array_equal(out[outside], rest[outside])  # the rest of the portrait is untouched
+    # the driving face moved, so the avatar did too
+    assert np.abs(frames[1].astype(int) - frames[2].astype(int))[y0:y1, x0:x1].mean() > 0.5
+    # the animated region is where the portrait's face is (the astronaut's face is in the upper middle)
+    changed = np.any(frames[1] != rest, axis=2)
+    ys, xs = np.nonzero(changed)
+    assert 240 < xs.mean() < 400 and 40 < ys.mean() < 180
+
+
+def test_lost_face_holds_then_shows_the_avatar_at_rest(stage: AvatarStage) -> None:
+    blank = np.zeros((360, 640, 3), np.uint8)
+    blank.flags.writeable = False
+    t = stage._last_face_t
+    held = stage.process(Frame(image=blank, index=1, t_capture=t + 0.1, camera=blank, face_checked=True))
+    assert held.image is stage._last_output and "holding" in stage.reason
+    later = stage.process(Frame(image=blank, index=2, t_capture=t + 5.0, camera=blank, face_checked=True))
+    assert later.image is stage._avatar.paste.rest and "at rest" in stage.reason
+
+
+def test_bad_portraits_keep_the_previous_avatar(stage: AvatarStage, tmp_path: Path) -> None:
+    before = stage._avatar
+    garbage = tmp_path / "x.png"
+    garbage.write_bytes(b"not an image")
+    with pytest.raises(AvatarError, match="not an image"):
+        stage.set_avatar(garbage)
+    import cv2
+
+    no_face = tmp_path / "wall.png"
+    cv2.imwrite(str(no_face), np.full((300, 300, 3), 128, np.uint8))
+    with pytest.raises(AvatarError, match="No face found"):
+        stage.set_avatar(no_face)
+    assert stage._avatar is before and stage.avatar_path == bundled_avatar()
+
+
+def test_missing_weights_name_the_download_command(tmp_path: Path) -> None:
+    s = make_stage(tmp_path)
+    assert s.ensure_ready(block=True) is False
+    assert "mirage-models download liveportrait" in s.reason
