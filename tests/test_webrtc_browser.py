@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-
 from engine_helpers import InvertStage
+
 from mirage_desktop.config import Settings
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource

@@ -11,9 +11,9 @@ import json
 import re
 import threading
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 import aiohttp
 import cv2
@@ -22,14 +22,15 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
-
 from engine_helpers import InvertStage
+
 from mirage_desktop.config import Settings
 from mirage_desktop.engine.frame import Frame
 from mirage_desktop.engine.metrics import LatencyWindow
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource
-from mirage_desktop.webrtc import metrics_text, server as server_module
+from mirage_desktop.webrtc import metrics_text
+from mirage_desktop.webrtc import server as server_module
 from mirage_desktop.webrtc.metrics_text import metric_names
 from mirage_desktop.webrtc.peer_source import PeerSource
 from mirage_desktop.webrtc.server import HttpServer
@@ -199,7 +200,7 @@ def test_metrics_are_prometheus_text_with_histograms_and_quantiles(server: HttpS
 
     text = run(go())
     for line in text.splitlines():
-        assert line.startswith("# HELP ") or line.startswith("# TYPE ") or SAMPLE.match(line), line
+        assert line.startswith(("# HELP ", "# TYPE ")) or SAMPLE.match(line), line
     names = set(metric_names(text))
     assert {"mirage_stage_latency_seconds_bucket", "mirage_end_to_end_latency_seconds_count",
             "mirage_end_to_end_latency_quantile_seconds", "mirage_stage_latency_quantile_seconds",
@@ -223,7 +224,7 @@ def test_histogram_buckets_are_cumulative_and_match_the_window() -> None:
         'mirage_x_seconds_bucket{le="0.01"} 2',
         'mirage_x_seconds_bucket{le="0.1"} 3',
         'mirage_x_seconds_bucket{le="+Inf"} 5',
-        f"mirage_x_seconds_sum {repr(0.005 + 0.01 + 0.05 + 0.2 + 0.3)}",
+        f"mirage_x_seconds_sum {0.005 + 0.01 + 0.05 + 0.2 + 0.3!r}",
         "mirage_x_seconds_count 5",
     ]
 
@@ -353,6 +354,48 @@ def test_data_channel_frames_come_back_processed_by_the_engine_stages(server: Ht
     run(go())
 
 
+def test_a_silent_driver_gives_the_engine_back_and_can_drive_again(server: HttpServer, engine: Engine,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "DRIVER_SILENCE_S", 0.5)
+    frame = jpeg_b64(np.full((60, 80, 3), 100, np.uint8))
+
+    async def drive_once(client: Client) -> dict[str, Any]:
+        for seq in range(40):
+            client.channel.send(json.dumps({"type": "frame", "image_jpeg_base64": frame, "seq": seq}))
+            try:
+                return await asyncio.wait_for(client.message("frame"), 0.5)
+            except asyncio.TimeoutError:
+                continue
+        raise AssertionError("no processed frame came back")
+
+    async def go() -> None:
+        async with aiohttp.ClientSession() as http:
+            client = await connect(server, http)
+            await until(lambda: client.channel.readyState == "open", "the data channel")
+            assert (await drive_once(client))["width"] == 80
+            await until(lambda: engine.source.describe() == "demo", "the silent driver to be let go")
+            assert client.id in await connections(server, http)  # still connected, just not driving
+            assert abs(float(unjpeg_b64((await drive_once(client))["image_jpeg_base64"]).mean()) - 155) < 6
+            assert engine.source.describe() == f"webrtc:{client.id}"
+            await http.delete(server.url + f"webrtc/connections/{client.id}", headers=AUTH)
+            await until(lambda: engine.source.describe() == "demo", "the engine's own source to come back")
+            await client.pc.close()
+
+    run(go())
+
+
+def test_a_peer_that_closes_without_delete_is_cleaned_up(server: HttpServer) -> None:
+    async def go() -> None:
+        async with aiohttp.ClientSession() as http:
+            client = await connect(server, http)
+            await until(lambda: len(client.sizes) >= 2, "video frames")
+            assert client.id in await connections(server, http)
+            await client.pc.close()  # DTLS close_notify, no HTTP hang-up
+            await until(lambda: server.peers == 0, "the server to drop the closed peer")
+
+    run(go())
+
+
 def test_data_channel_stats_and_malformed_messages(server: HttpServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(server_module, "MAX_MESSAGE_BYTES", 2000)  # SCTP itself stops the client at 256 KiB
     bad: list[tuple[Any, str]] = [
@@ -405,7 +448,7 @@ def test_a_peers_video_track_drives_the_engine(server: HttpServer, engine: Engin
     run(go())
 
 
-WHEP_SECTION = re.compile(r"m=video.*?(?=\r\nm=|\Z)", re.S)
+WHEP_SECTION = re.compile(r"m=video.*?(?=\r\nm=|\Z)", re.DOTALL)
 
 
 def test_whep_offer_answer_and_delete(server: HttpServer) -> None:

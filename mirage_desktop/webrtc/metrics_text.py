@@ -8,7 +8,8 @@ P50/P95/P99 gauges over the recent window, because a histogram's quantiles are o
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from mirage_desktop.engine.metrics import LatencyWindow
 

@@ -13,7 +13,8 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -100,10 +101,13 @@ class PeerSource(Source):
         return self.name
 
 
-async def pump_track(track: Any, on_image: Callable[[np.ndarray], None]) -> None:
+async def pump_track(
+    track: Any, on_image: Callable[[np.ndarray], None], wanted: Callable[[], bool] = lambda: True
+) -> None:
     """Read a peer's incoming video track until it ends, handing each frame to ``on_image`` as BGR.
 
-    Every frame is read at once (aiortc queues decoded frames without bound); ``on_image`` decides what to keep.
+    Every frame is read at once (aiortc queues decoded frames without bound); while ``wanted()`` is False frames
+    are read and dropped without the colour conversion.
     """
     from aiortc.mediastreams import MediaStreamError
 
@@ -112,9 +116,11 @@ async def pump_track(track: Any, on_image: Callable[[np.ndarray], None]) -> None
             frame = await track.recv()
         except MediaStreamError:  # the peer hung up
             return
+        if not wanted():
+            continue
         try:
             image = frame.to_ndarray(format="bgr24")
-        except Exception as exc:  # a frame the converter rejects: skip it, keep the stream
+        except Exception as exc:  # noqa: BLE001 -- a frame the converter rejects: skip it, keep the stream
             logger.debug("Dropping an incoming frame that cannot be converted: %s", exc)
             continue
         on_image(image)

@@ -26,10 +26,11 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -175,6 +176,7 @@ class HttpServer:
         self._peers: dict[str, Peer] = {}
         self._driver: Peer | None = None
         self._base_source: Source | None = None
+        self._restoring: PeerSource | None = None  # the peer source a switch back to the base was asked for
         self._reply_listener_on = False
         self._started_mono = time.monotonic()
         self._start_error: BaseException | None = None
@@ -264,7 +266,7 @@ class HttpServer:
         self._loop = loop
         try:
             loop.run_until_complete(self._startup())
-        except BaseException as exc:  # bind failures are reported to start()'s caller
+        except BaseException as exc:  # noqa: BLE001 -- bind failures are reported to start()'s caller
             self._start_error = exc
             ready.set()
             loop.run_until_complete(self._cleanup_runner())
@@ -513,7 +515,8 @@ class HttpServer:
         @pc.on("track")
         def on_track(track: Any) -> None:
             if track.kind == "video":
-                self._spawn(peer, pump_track(track, lambda image: self._on_track_image(peer, image)))
+                self._spawn(peer, pump_track(track, lambda image: self._on_track_image(peer, image),
+                                             wanted=lambda: self._can_drive(peer)))
 
         @pc.on("datachannel")
         def on_datachannel(channel: RTCDataChannel) -> None:
@@ -560,7 +563,7 @@ class HttpServer:
             peer.track.stop()
         try:
             await asyncio.wait_for(peer.pc.close(), STOP_TIMEOUT_S / 2)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             logger.debug("Closing peer %s: %s", peer_id, exc)
         logger.info("WebRTC peer %s closed: %s", peer_id, reason)
         return True
@@ -570,7 +573,7 @@ class HttpServer:
         try:
             report = await peer.pc.getStats()
             peer.bytes_rtp = sum(s.bytesSent for s in report.values() if isinstance(s, RTCOutboundRtpStreamStats))
-        except Exception as exc:  # a closing connection: keep the last numbers
+        except Exception as exc:  # noqa: BLE001 -- a closing connection: keep the last numbers
             logger.debug("getStats for %s failed: %s", peer.id, exc)
         now, total = time.monotonic(), peer.bytes_sent
         if peer.sample is None:
@@ -592,57 +595,67 @@ class HttpServer:
             for peer in list(self._peers.values()):
                 if peer.closing:
                     continue
-                if peer.pc.connectionState != "connected" and now - peer.started_mono > CONNECT_TIMEOUT_S:
+                if peer.pc.connectionState in ("new", "connecting") and now - peer.started_mono > CONNECT_TIMEOUT_S:
                     await self._close_peer(peer.id, f"not connected after {CONNECT_TIMEOUT_S:.0f} s")
                     continue
                 await self._refresh(peer)
             driver = self._driver
             if driver is not None and driver.source is not None:
                 if driver.source.closed:  # the user chose another source meanwhile: that choice wins
+                    logger.info("The engine left peer %s's video; that peer no longer drives", driver.id)
                     driver.may_drive = False
-                    self._driver = None
+                    self._release_driver()
                 elif now - driver.source.last_push > DRIVER_SILENCE_S:
                     logger.info("Peer %s sent no frame for %.0f s; it no longer drives", driver.id, DRIVER_SILENCE_S)
                     self._release_driver()
             self._restore_source()
 
     # --------------------------------------------------------------------------------------------- driving
-    def _claim(self, peer: Peer) -> bool:
-        """Make ``peer`` the engine's source if nobody else drives; True when it drives."""
-        if self._driver is peer:
-            return True
-        if self._driver is not None or not peer.may_drive or peer.closing:
-            return False
+    # The engine switches sources on its capture thread some time after ``set_source``; asking twice for the same
+    # switch could make it reopen (and then close) the source it already runs. So each switch is requested once:
+    # to a peer when it starts driving, back to the base source once per peer source left behind.
+    def _can_drive(self, peer: Peer) -> bool:
+        return peer.may_drive and not peer.closing and (self._driver is None or self._driver is peer)
+
+    def _claim(self, peer: Peer) -> None:
+        """Make ``peer`` the driver, with a fresh source."""
         current = self.engine.source
         if not isinstance(current, PeerSource):
             self._base_source = current
-        if peer.source is None:
-            peer.source = PeerSource(peer.id, fps=self.settings.fps)
+        peer.source = PeerSource(peer.id, fps=self.settings.fps)
         self._driver = peer
         self._set_reply_listener(True)
-        return True
+        logger.info("WebRTC peer %s drives the engine", peer.id)
 
     def _release_driver(self) -> None:
-        self._driver = None
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            driver.source = None  # the engine closes it when it switches away; a new claim starts a fresh one
         self._set_reply_listener(False)
         self._restore_source()
 
     def _restore_source(self) -> None:
-        """Give the engine its pre-peer source back once no peer drives (called again by the monitor, because a
-        switch to a peer may still be pending in the engine when the peer leaves)."""
+        """Give the engine its pre-peer source back once no peer drives. Called again by the monitor, because a
+        switch to a peer may still have been pending in the engine when the peer left."""
         current = self.engine.source
         driver_source = self._driver.source if self._driver is not None else None
-        if isinstance(current, PeerSource) and current is not driver_source and self._base_source is not None:
+        if (isinstance(current, PeerSource) and current is not driver_source and current is not self._restoring
+                and self._base_source is not None):
+            self._restoring = current
             self.engine.set_source(self._base_source)
 
     def _feed(self, peer: Peer, image: np.ndarray, reply_tag: Any) -> bool:
-        if not self._claim(peer):
+        """Hand a peer's frame to the engine; False when another peer drives (or this one may not)."""
+        if not self._can_drive(peer):
             return False
+        starting = self._driver is not peer
+        if starting:
+            self._claim(peer)
         source = peer.source
         assert source is not None
-        source.push(image, reply_tag)
-        if self.engine.source is not source:
-            self.engine.set_source(source)  # repeated calls before the switch only rewrite the same request
+        source.push(image, reply_tag)  # before the switch, so the engine's first read finds a frame
+        if starting and self.engine.source is not source:
+            self.engine.set_source(source)
         return True
 
     def _on_track_image(self, peer: Peer, image: np.ndarray) -> None:
@@ -657,7 +670,7 @@ class HttpServer:
         text = json.dumps(payload, default=str)
         try:
             channel.send(text)
-        except Exception as exc:  # closed meanwhile, or larger than the peer accepts
+        except Exception as exc:  # noqa: BLE001 -- closed meanwhile, or larger than the peer accepts
             logger.debug("Data channel send to %s failed: %s", peer.id, exc)
             return False
         peer.bytes_dc += len(text.encode("utf-8"))
