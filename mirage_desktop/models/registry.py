@@ -63,8 +63,8 @@ class RegistryEntry:
             raise ValueError(f"Unknown feature {self.feature!r} for {self.local_path}; choose from {FEATURES}")
         if self.sha256 is not None and not _SHA256.fullmatch(self.sha256):
             raise ValueError(f"sha256 of {self.local_path} must be 64 lower-case hex digits, got {self.sha256!r}")
-        if self.sha256 is not None and not _COMMIT.fullmatch(self.revision):
-            raise ValueError(f"{self.local_path} has a pinned digest but revision {self.revision!r} is not a commit")
+        if self.sha256 is None and not _COMMIT.fullmatch(self.revision):
+            raise ValueError(f"{self.local_path} has neither a pinned digest nor a pinned commit: pin one of them")
         posix = PurePosixPath(self.local_path)
         if posix.is_absolute() or ".." in posix.parts or not posix.parts:
             raise ValueError(f"local_path must be relative inside the model directory, got {self.local_path!r}")
@@ -148,17 +148,22 @@ LIVEPORTRAIT_ENTRIES: tuple[RegistryEntry, ...] = (
 # pinned commit could be found, so the entry is unverified: it is downloaded from the mirror's main branch and
 # shown as "unverified" in the status table. Pin it (revision, size, sha256) as soon as the digest is known.
 SCRFD_ENTRIES: tuple[RegistryEntry, ...] = (
+    # SCRFD-2.5GF with 5 keypoints, dynamic input size: InsightFace's `det_2.5g.onnx` from its v0.7 release pack
+    # `buffalo_m.zip`, mirrored unchanged on the Hugging Face hub as `immich-app/buffalo_m` `detection/model.onnx`.
+    # Size and sha256 are those of the InsightFace file (3,292,009 bytes, 041f73f4...): the same digest is published
+    # for `det_2.5g.onnx` in several independent projects' model manifests, and it is the test copy in
+    # ../shared/models (REGISTRY.md). The digest check makes the mirror's revision irrelevant to integrity.
     RegistryEntry(
         feature="scrfd",
-        repo_id="RuteNL/SCRFD-face-detection-ONNX",
+        repo_id="immich-app/buffalo_m",
         revision="main",
-        remote_path="2.5g_bnkps.onnx",
+        remote_path="detection/model.onnx",
         local_path=f"scrfd/{DEFAULT_SCRFD_FILE}",
-        size=None,
-        sha256=None,
+        size=3_292_009,
+        sha256="041f73f47371333d1d17a6fee6c8ab4e6aecabefe398ff32cca4e2d5eaee0af9",
         licence=INSIGHTFACE_LICENCE,
         licence_url=INSIGHTFACE_LICENCE_URL,
-        source="unpinned public mirror of InsightFace's SCRFD ONNX export; digest not found",
+        source="InsightFace v0.7 buffalo_m.zip det_2.5g.onnx, via the immich-app/buffalo_m hub mirror",
     ),
 )
 
