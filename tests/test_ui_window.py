@@ -259,3 +259,27 @@ def test_closing_stops_the_engine_and_releases_the_source(qtbot, window: MainWin
     assert not engine.running
     assert not window.pool.active
     assert "geometry" in _saved()["ui"]
+
+
+def test_portrait_without_a_face_is_refused(qtbot, tmp_path: Path, shared_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    model = shared_dir / "models" / "scrfd_500m_bnkps.onnx"
+    if not model.exists():
+        pytest.skip(f"{model} is missing")
+    settings = _settings(tmp_path)
+    settings.scrfd_model = model  # the avatar stage looks for the face with the real detector
+    window = _open(qtbot, settings)
+    if not any(stage.name == "liveportrait" for stage in window.engine.stages):
+        pytest.skip("the avatar stage is not in this build")
+    import cv2
+
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((256, 256, 3), 128, np.uint8))
+    before = window.settings.avatar
+    count = len(window.messages)
+    window.add_portrait(blank)
+    qtbot.waitUntil(lambda: len(window.messages) > count and window.avatar_picker.list.isEnabled(), timeout=WAIT_MS)
+    level, text = _last_message(window)
+    assert level == "error" and "No face found in wall.png" in text
+    assert window.settings.avatar == before
+    assert not (window.settings.avatar_dir / "wall.png").exists()
+    assert window.engine.stage("liveportrait").avatar_path == bundled_avatar()

@@ -77,8 +77,6 @@ class AvatarPicker(QWidget):
         self.list.setMovement(QListView.Movement.Static)
         self.list.setWrapping(True)
         self.list.setUniformItemSizes(True)
-        self.list.setMinimumHeight(2 * (THUMBNAIL + 14) + 6)
-        self.list.setMaximumHeight(2 * (THUMBNAIL + 14) + 6)
         self.list.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # Space stays "Recalibrate"
         self.list.currentItemChanged.connect(self._on_current_changed)
 
@@ -89,6 +87,7 @@ class AvatarPicker(QWidget):
         self.status = QLabel("")
         self.status.setObjectName("hint")
         self.status.setWordWrap(True)
+        self.status.hide()
 
         buttons = QHBoxLayout()
         buttons.setContentsMargins(0, 0, 0, 0)
@@ -127,6 +126,8 @@ class AvatarPicker(QWidget):
             self._highlight(self._current)
         finally:
             self._updating = False
+        rows = 1 if self.list.count() <= 3 else 2  # grow to a second row once the first is full
+        self.list.setFixedHeight(rows * (THUMBNAIL + 14) + 10)
 
     def select(self, path: Path | None) -> None:
         """Show ``path`` as the current avatar without emitting ``chosen`` (None means the bundled one)."""
@@ -151,6 +152,7 @@ class AvatarPicker(QWidget):
         self.list.setEnabled(not message)
         self.add_button.setEnabled(not message)
         self.status.setText(message)
+        self.status.setVisible(bool(message))
 
     def _on_current_changed(self, current: QListWidgetItem | None, _previous: QListWidgetItem | None) -> None:
         if self._updating or current is None:

@@ -37,7 +37,7 @@ class MessageBanner(QFrame):
     def text(self) -> str:
         return self._label.text()
 
-    def show_message(self, level: str, text: str) -> None:
+    def show_message(self, level: str, text: str, duration_ms: int | None = None) -> None:
         self.level = level if level in DURATION_MS else "info"
         self.setProperty("level", self.level)
         self.style().unpolish(self)
@@ -46,14 +46,15 @@ class MessageBanner(QFrame):
         self.place()
         self.show()
         self.raise_()
-        self._timer.start(DURATION_MS[self.level])
+        self._timer.start(duration_ms or DURATION_MS[self.level])
 
     def place(self) -> None:
         """Centre along the top of the parent, at most 640 px wide."""
         parent = self.parentWidget()
         if parent is None:
             return
-        width = min(640, parent.width() - 32)
-        self.setFixedWidth(max(200, width))
-        self.adjustSize()
+        width = max(200, min(640, parent.width() - 32))
+        layout = self.layout()
+        height = layout.totalHeightForWidth(width) if layout.hasHeightForWidth() else -1
+        self.setFixedSize(width, height if height > 0 else self.sizeHint().height())
         self.move((parent.width() - self.width()) // 2, 16)

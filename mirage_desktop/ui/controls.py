@@ -224,7 +224,6 @@ class ControlsPanel(QWidget):
         self.webrtc_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.token = QLineEdit()
         self.token.setReadOnly(True)
-        self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.token.setToolTip("The token a viewer needs (Authorization: Bearer ...)")
         self.copy_token = QPushButton("Copy")
@@ -284,6 +283,9 @@ class ControlsPanel(QWidget):
         self.source_chosen.emit(str(self.source_combo.itemData(index)))
 
     # ------------------------------------------------------------------------------------------------ outputs
+    def show_token(self, token: str) -> None:
+        """Only the start of the token is on screen (screen shares); Copy puts the whole of it on the clipboard."""
+        self.token.setText(f"{token[:6]}…" if token else "")
     @staticmethod
     def _set_checked_quietly(box: QCheckBox, on: bool) -> None:
         box.blockSignals(True)

@@ -135,6 +135,7 @@ class MainWindow(QMainWindow):
         self._webrtc: Any = None
         self._download: Task | None = None
         self._was_maximized = False
+        self._first_run = "geometry" not in settings.ui
         settings.ensure_token()
 
         self.setWindowTitle("Mirage")
@@ -276,7 +277,7 @@ class MainWindow(QMainWindow):
                 toggle.set_available(False, "Not available in this build.")
         self.controls.set_sources([], self.settings.source if self.engine.source.name != "demo" else "demo")
         self.avatar_picker.refresh(self.settings.avatar)
-        self.controls.token.setText(self.settings.token)
+        self.controls.show_token(self.settings.token)
         self.controls.show_virtual_camera(False, "Off")
         self.controls.show_webrtc(False, "Off")
 
@@ -290,6 +291,13 @@ class MainWindow(QMainWindow):
         if self._pending_message is not None:
             self.show_message(*self._pending_message)
             self._pending_message = None
+        elif self._first_run:
+            self.show_message(
+                "info",
+                "Welcome to Mirage. This is the built-in demo: pick your camera on the right, then switch on face "
+                "detection (Ctrl+1) and animation (Ctrl+2).",
+                15_000,
+            )
         self.pool.run(self.engine.start, on_result=self._on_engine_started, on_error=self._on_engine_failed)
         self.scan_cameras()
         self._stats_timer.start()
@@ -346,11 +354,11 @@ class MainWindow(QMainWindow):
 
     # ================================================================================================ messages
     @Slot(str, str)
-    def show_message(self, level: str, text: str) -> None:
-        """A non-blocking banner over the preview (and a line in the log)."""
+    def show_message(self, level: str, text: str, duration_ms: int | None = None) -> None:
+        """A non-blocking banner over the preview; the newest message replaces the previous one."""
         self.messages.append((level, text))
         del self.messages[:-200]
-        self.banner.show_message(level, text)
+        self.banner.show_message(level, text, duration_ms)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
@@ -721,7 +729,7 @@ class MainWindow(QMainWindow):
     def rotate_token(self) -> None:
         self.settings.token = ""
         self.settings.ensure_token()
-        self.controls.token.setText(self.settings.token)
+        self.controls.show_token(self.settings.token)
         self.save()
         self.show_message("info", "New token: viewers with the old one are refused from now on.")
 
