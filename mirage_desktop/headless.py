@@ -188,14 +188,29 @@ def _start_virtual_camera(engine: Engine, settings: Settings) -> None:
 
 
 def _start_http(engine: Engine, settings: Settings) -> Any:
-    try:
-        from mirage_desktop.webrtc.server import HttpServer
+    from mirage_desktop.config import save_settings
+    from mirage_desktop.webrtc.server import HttpServer
 
+    new_token = not settings.token
+    if new_token:  # first run: make the token and keep it, so clients can use it next time too
+        settings.ensure_token()
+        try:
+            save_settings(settings)
+        except OSError as exc:
+            print(f"mirage: could not save the new token to the settings file: {exc}", file=sys.stderr)
+    try:
         server = HttpServer(engine, settings)
         server.start()
+    except ValueError as exc:
+        print(f"mirage: {exc}", file=sys.stderr)
+        return None
     except OSError as exc:
         print(f"mirage: cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror or exc}. "
               "Pick another --http-port.", file=sys.stderr)
         return None
-    print(f"HTTP/WebRTC server on {server.url} (token from settings, --token or MIRAGE_TOKEN)", flush=True)
+    print(f"HTTP/WebRTC server on {server.url}", flush=True)
+    if new_token:
+        print(f"New API token (saved in the settings file): {settings.token}", flush=True)
+    else:
+        print("API token: the one given by --token, MIRAGE_TOKEN or the settings file", flush=True)
     return server

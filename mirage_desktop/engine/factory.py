@@ -34,18 +34,12 @@ def parse_enable(text: str) -> set[str]:
 def build_stages(settings: Settings) -> list[Stage]:
     """The model stages, switched on as the settings say (``MIRAGE_ENABLE_*`` or ``--enable``)."""
     stages: list[Stage] = []
-    try:
-        from mirage_desktop.engine.face_detection import FaceDetectionStage
-    except ImportError:  # lands in its own change
-        return stages
+    from mirage_desktop.engine.avatar import AvatarStage
+    from mirage_desktop.engine.face_detection import FaceDetectionStage
+
     detector = FaceDetectionStage(settings)
     stages.append(detector)
-    try:
-        from mirage_desktop.engine.avatar import AvatarStage
-    except ImportError:  # the animation stage lands in its own change
-        logger.debug("Avatar stage not available")
-    else:
-        stages.append(AvatarStage(settings, detector))
+    stages.append(AvatarStage(settings, detector))
     return stages
 
 
