@@ -288,6 +288,15 @@ def test_stage_finds_the_face_without_touching_the_image(shared_dir: Path, tmp_p
     assert empty.face_checked and empty.face is None and stage.stats()["face"] is False
     assert stage.detect_still(photo, max_faces=1)[0].score > 0.5
 
+    stage.process(_frame(photo))  # after the empty frame: a full detection, then tracking
+    stage.process(_frame(photo))
+    assert stage.stats()["mode"] == "track"
+    before = stage.stats()["full_detections"]
+    stage.set_enabled(False)
+    stage.set_enabled(True)  # back after a pause: the next frame searches the whole frame again
+    stage.process(_frame(photo))
+    assert stage.stats()["mode"] == "detect" and stage.stats()["full_detections"] == before + 1
+
 
 def test_stage_uses_settings_model_or_any_valid_file(shared_dir: Path, tmp_path: Path) -> None:
     settings = _settings(tmp_path, enable_scrfd=True)

@@ -37,7 +37,7 @@ from mirage_desktop.engine.frame import Face, Frame
 from mirage_desktop.engine.stage import Stage, StageUnavailable
 
 if TYPE_CHECKING:
-    import onnxruntime
+    import onnxruntime  # type: ignore[import-untyped]
 
     from mirage_desktop.config import Settings
     from mirage_desktop.engine.face_tracking import FaceTracker
@@ -470,6 +470,7 @@ class FaceDetectionStage(Stage):
         self.detector: SCRFDDetector | None = None
         self.tracker: FaceTracker | None = None
         self._last_face = False
+        self._restart = False
 
     def prepare(self) -> None:
         from mirage_desktop.engine.face_tracking import FaceTracker
@@ -499,14 +500,15 @@ class FaceDetectionStage(Stage):
 
     def set_enabled(self, enabled: bool) -> None:
         super().set_enabled(enabled)
-        tracker = self.tracker
-        if tracker is not None:
-            tracker.reset()  # the face may be anywhere by the time the stage comes back
+        self._restart = True  # the face may be anywhere when the stage comes back; the processing thread resets
 
     def process(self, frame: Frame) -> Frame:
         tracker = self.tracker
         if tracker is None:  # released between ensure_ready and now: pass the frame through
             return frame
+        if self._restart:
+            self._restart = False
+            tracker.reset()
         face = tracker.update(frame.image, frame.t_capture)
         frame.face = face
         frame.face_checked = True
@@ -579,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.perf_counter()
             faces = detector.detect(image, det_size=args.det_size)
             times.append((time.perf_counter() - t0) * 1000.0)
-        record = {
+        record: dict[str, Any] = {
             "image": str(path),
             "faces": [
                 {

@@ -5,7 +5,8 @@ A full-frame detection is costly, and the face moves little between frames, so t
 * runs a full detection when it has no face, after a pause, or every ``full_every`` frames (to notice a closer face);
 * otherwise detects only in a square region around the last face, at a small input size (dynamic-size exports);
 * for fixed-size exports, where a region costs as much as the full frame, detects in the region every
-  ``roi_every`` frames and follows the keypoints with pyramidal Lucas-Kanade optical flow in between;
+  ``roi_every`` (8) frames and follows the keypoints with pyramidal Lucas-Kanade optical flow in between,
+  dropping points that fail a forward-backward check;
 * smooths box and keypoints with a One-Euro filter (Casiez et al., CHI 2012): heavy smoothing when still,
   little lag when moving, so the crop of the next stage does not jitter.
 """
@@ -26,6 +27,11 @@ logger = logging.getLogger(__name__)
 #: Optical flow: largest forward-backward round-trip error of a kept point, and how many of the 14 must survive.
 FB_MAX_PX = 1.0
 MIN_FLOW_POINTS = 8
+_LK: dict[str, object] = {
+    "winSize": (21, 21),
+    "maxLevel": 2,
+    "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03),
+}
 
 
 class OneEuroFilter:
@@ -105,11 +111,6 @@ class FaceTracker:
         self.smoothing = smoothing
         self._filter = OneEuroFilter(min_cutoff=min_cutoff, beta=beta)
         self._scratch = Scratch()
-        self._lk_params = {
-            "winSize": (21, 21),
-            "maxLevel": 2,
-            "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03),
-        }
         #: "detect" when the last frame ran a full detection, "track" when it followed the face.
         self.mode = "detect"
         self.frames = 0
@@ -215,13 +216,17 @@ class FaceTracker:
         if current.shape != self._prev_gray.shape:
             return False
         moved, status, _err = cv2.calcOpticalFlowPyrLK(
-            self._prev_gray, current, self._prev_pts, None, **self._lk_params
+            self._prev_gray,
+            current,
+            self._prev_pts,
+            None,
+            **_LK,  # type: ignore[call-overload]
         )
         if moved is None:
             return False
         # Forward-backward check: a point that does not come back to where it started was lost (the face left,
         # was covered, or the region went flat); too few good points ends tracking and the next detection decides.
-        back, back_status, _ = cv2.calcOpticalFlowPyrLK(current, self._prev_gray, moved, None, **self._lk_params)
+        back, back_status, _ = cv2.calcOpticalFlowPyrLK(current, self._prev_gray, moved, None, **_LK)  # type: ignore[call-overload]
         if back is None:
             return False
         round_trip = np.abs(back - self._prev_pts).reshape(-1, 2).max(axis=1)
