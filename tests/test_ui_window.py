@@ -14,15 +14,15 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
-from PySide6.QtGui import QDropEvent  # noqa: E402
-from PySide6.QtWidgets import QFileDialog  # noqa: E402
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QFileDialog
 
-from mirage_desktop.config import Settings, bundled_avatar, load_settings  # noqa: E402
-from mirage_desktop.engine.frame import Frame  # noqa: E402
-from mirage_desktop.ui.app import create_application  # noqa: E402
-from mirage_desktop.ui.main_window import MainWindow, download_group, unique_destination  # noqa: E402
-from mirage_desktop.ui.preview import FrameBridge, qimage_view  # noqa: E402
+from mirage_desktop.config import Settings, bundled_avatar, load_settings
+from mirage_desktop.engine.frame import Frame
+from mirage_desktop.ui.app import create_application
+from mirage_desktop.ui.main_window import MainWindow, download_group, unique_destination
+from mirage_desktop.ui.preview import FrameBridge, qimage_view
 
 WAIT_MS = 20_000
 
@@ -283,3 +283,32 @@ def test_portrait_without_a_face_is_refused(qtbot, tmp_path: Path, shared_dir: P
     assert window.settings.avatar == before
     assert not (window.settings.avatar_dir / "wall.png").exists()
     assert window.engine.stage("liveportrait").avatar_path == bundled_avatar()
+
+
+def test_download_models_button_fetches_and_enables_the_stage(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real downloader against a local stand-in for the hub (the internet is the boundary), serving the real
+    SCRFD file under its registry entry; the window then reloads the stage and it runs."""
+    from hub_helpers import FakeHub
+
+    from mirage_desktop.models.registry import REGISTRY
+
+    entry = next(e for e in REGISTRY if e.local_path == "scrfd/scrfd_2.5g_bnkps.onnx")
+    body = (shared_dir / "models" / "scrfd_2.5g.onnx").read_bytes()
+    hub = FakeHub()
+    hub.add(entry, body)
+    with hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        window = _open(qtbot, _settings(tmp_path))
+        if not any(stage.name == "scrfd" for stage in window.engine.stages):
+            pytest.skip("the face detection stage is not in this build")
+        toggle = window.controls.stages["scrfd"]
+        toggle.checkbox.click()
+        qtbot.waitUntil(lambda: toggle.download.isVisibleTo(window), timeout=WAIT_MS)
+        toggle.download.click()
+        qtbot.waitUntil(lambda: any("are ready" in text for _level, text in window.messages), timeout=60_000)
+    assert (window.settings.models_dir / entry.local_path).read_bytes() == body
+    assert window.engine.stage("scrfd").enabled
+    qtbot.waitUntil(lambda: window.latency.values("scrfd").size > 0, timeout=60_000)  # the stage runs now
+    assert toggle.reason_text == ""

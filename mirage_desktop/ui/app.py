@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -40,9 +42,18 @@ def run_gui(settings: Settings, source: str | None = None) -> int:
     window = MainWindow(settings, source=source)
     window.show()
     window.start()
+    # Ctrl+C in the terminal (or a polite kill) closes the window like Ctrl+Q: settings saved, camera released.
+    # Python runs signal handlers only between bytecodes, so a cheap timer lets it in while Qt waits for events.
+    previous = {sig: signal.signal(sig, lambda *_: window.close()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    wake = QTimer()
+    wake.start(250)
+    wake.timeout.connect(lambda: None)
     try:
         code = app.exec()
     finally:
+        wake.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         window.shutdown()  # also when the loop ended without a close event (session logout, quit())
     logger.info("Mirage window exited with %s", code)
     return int(code)

@@ -55,6 +55,6 @@ class MessageBanner(QFrame):
             return
         width = max(200, min(640, parent.width() - 32))
         layout = self.layout()
-        height = layout.totalHeightForWidth(width) if layout.hasHeightForWidth() else -1
+        height = layout.totalHeightForWidth(width) if layout is not None and layout.hasHeightForWidth() else -1
         self.setFixedSize(width, height if height > 0 else self.sizeHint().height())
         self.move((parent.width() - self.width()) // 2, 16)

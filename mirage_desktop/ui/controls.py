@@ -292,14 +292,21 @@ class ControlsPanel(QWidget):
         box.setChecked(on)
         box.blockSignals(False)
 
+    @staticmethod
+    def _short(text: str, limit: int = 110) -> str:
+        """The panel shows the gist; the tooltip (and the banner) carry the whole message with its fix."""
+        return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
     def show_virtual_camera(self, on: bool, status: str, error: bool = False) -> None:
         self._set_checked_quietly(self.virtual_camera, on)
-        self.virtual_camera_status.setText(status)
+        self.virtual_camera_status.setText(self._short(status))
+        self.virtual_camera_status.setToolTip(status)
         self.virtual_camera_status.setProperty("error", error)
         self.virtual_camera_status.style().polish(self.virtual_camera_status)
 
     def show_webrtc(self, on: bool, status: str, error: bool = False) -> None:
         self._set_checked_quietly(self.webrtc, on)
-        self.webrtc_status.setText(status)
+        self.webrtc_status.setText(status if "<a " in status else self._short(status))
+        self.webrtc_status.setToolTip("" if "<a " in status else status)
         self.webrtc_status.setProperty("error", error)
         self.webrtc_status.style().polish(self.webrtc_status)

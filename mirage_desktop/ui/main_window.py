@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QObject, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence, QResizeEvent, QShortcut
+from PySide6.QtGui import (
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QKeySequence,
+    QResizeEvent,
+    QShortcut,
+)
 from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
@@ -64,7 +72,7 @@ def device_description(device: str) -> str:
         try:
             index = int(device.split(":", 1)[1]) if ":" in device else 0
             return f"CUDA · {torch.cuda.get_device_name(index)}" if torch is not None else "CUDA"
-        except Exception:  # driver hiccup: the plain word is still true
+        except Exception:  # noqa: BLE001 - driver hiccup: the plain word is still true
             return "CUDA"
     return "CPU"
 
@@ -176,7 +184,7 @@ class MainWindow(QMainWindow):
             self._pending_message = ("error", f"{exc} Showing the demo instead.")
             source = DemoSource(settings.output_width, settings.output_height, settings.fps)
         else:
-            self._pending_message = None
+            self._pending_message: tuple[str, str] | None = None
         engine = build_engine(settings, source)
         for stage in engine.stages:
             field = STAGE_SETTINGS.get(stage.name)
@@ -362,8 +370,9 @@ class MainWindow(QMainWindow):
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
-        if self.banner.isVisible():
-            self.banner.place()
+        banner = getattr(self, "banner", None)  # resize events may come while __init__ builds the window
+        if banner is not None and banner.isVisible():
+            banner.place()
 
     # ================================================================================================ stats
     @Slot()
@@ -471,7 +480,7 @@ class MainWindow(QMainWindow):
             return
         try:
             recalibrate()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown to the user; the video goes on
             self.show_message("error", f"Recalibrate failed: {exc}")
             return
         self.show_message("info", "Recalibrated: your current pose is the neutral pose now.")
@@ -480,7 +489,7 @@ class MainWindow(QMainWindow):
     def download_models(self, name: str) -> None:
         """Run the model download for one stage in a worker, with a cancellable progress dialog."""
         try:
-            from mirage_desktop.models import download as downloader
+            from mirage_desktop.models.download import download
         except ImportError:
             self.show_message("warning", f"The model downloader is not in this build; run `{DOWNLOAD_HINT}` in a terminal.")
             return
@@ -495,7 +504,7 @@ class MainWindow(QMainWindow):
         dialog.setAutoClose(False)
         dialog.setAutoReset(False)
         dialog.setMinimumWidth(420)
-        task = Task(downloader.download, group, self.settings.models_dir, name="download")
+        task = Task(download, group, self.settings.models_dir, name="download")
         task.kwargs.update(progress=task.report, cancel=task.cancel_event)
         dialog.canceled.connect(task.cancel)
         self._download = task
@@ -511,12 +520,13 @@ class MainWindow(QMainWindow):
 
         def finish() -> None:
             self._download = None
+            dialog.canceled.disconnect(task.cancel)  # closing the dialog emits canceled: not a user's cancel
             dialog.close()
             dialog.deleteLater()
 
         def on_done(report: Any) -> None:
             finish()
-            if task.cancel_event.is_set() or getattr(report, "cancelled", False):
+            if getattr(report, "cancelled", task.cancel_event.is_set()):
                 self.show_message("info", "Download cancelled; the next download resumes where it stopped.")
                 return
             failed = getattr(report, "failed", [])
@@ -529,8 +539,9 @@ class MainWindow(QMainWindow):
             self.show_message("info", f"Models for {label} are ready.")
 
         def on_error(exc: BaseException) -> None:
+            cancelled = task.cancel_event.is_set()
             finish()
-            if task.cancel_event.is_set():
+            if cancelled:
                 self.show_message("info", "Download cancelled.")
             else:
                 self.show_message("error", f"Download failed: {exc}")
