@@ -46,29 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def apply_args(settings: Settings, args: argparse.Namespace) -> None:
-    """Command-line flags override the settings file and environment for this run (they are not saved)."""
-    if args.models_dir:
-        settings.models_dir = args.models_dir
-    if args.scrfd_model:
-        settings.scrfd_model = args.scrfd_model
-    if args.avatar:
-        settings.avatar = args.avatar
-    if args.device:
-        settings.device = args.device
-    if args.source is not None:
-        settings.source = args.source
-    if args.width:
-        settings.output_width = args.width
-    if args.height:
-        settings.output_height = args.height
-    if args.fps:
-        settings.fps = args.fps
-    if args.http_host:
-        settings.http_host = args.http_host
-    if args.http_port is not None:
-        settings.http_port = args.http_port
-    if args.token:
-        settings.token = args.token
+    """Command-line flags override the settings file and environment for this run; they are never saved."""
+    flags = {
+        "models_dir": args.models_dir, "scrfd_model": args.scrfd_model, "avatar": args.avatar,
+        "device": args.device, "source": args.source, "output_width": args.width, "output_height": args.height,
+        "fps": args.fps, "http_host": args.http_host, "http_port": args.http_port, "token": args.token,
+    }
+    for name, value in flags.items():
+        if value is not None:
+            settings.override(name, value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,10 +113,21 @@ class Settings:
             self.token = secrets.token_urlsafe(24)
         return self.token
 
+    def override(self, name: str, value: Any) -> None:
+        """Set a value for this run only (a command-line flag): saving keeps the stored value unless the user
+        changes the setting again during the run."""
+        overrides: dict[str, tuple[Any, Any]] = self.__dict__.setdefault("_overrides", {})
+        original = overrides[name][0] if name in overrides else getattr(self, name)
+        overrides[name] = (original, value)
+        setattr(self, name, value)
+
     def to_json(self) -> dict[str, Any]:
+        overrides: dict[str, tuple[Any, Any]] = self.__dict__.get("_overrides", {})
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name in overrides and value == overrides[f.name][1]:
+                value = overrides[f.name][0]
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
 

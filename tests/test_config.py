@@ -46,3 +46,16 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert again.avatar == tmp_path / "a.png"
     assert again.ui == {"geometry": "abc"}
     assert again.token == s.token and len(s.token) >= 24
+
+
+def test_run_only_overrides_are_not_saved_unless_changed_again(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    s = Settings(source="0", fps=30.0)
+    s.override("source", "clip.mp4")
+    s.override("fps", 15.0)
+    assert s.source == "clip.mp4" and s.fps == 15.0
+    s.fps = 25.0  # the user changed it in the window: that is a real choice
+    save_settings(s, path)
+    again = load_settings(path, env={})
+    assert again.source == "0"
+    assert again.fps == 25.0
