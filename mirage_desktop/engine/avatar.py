@@ -144,7 +144,7 @@ class AvatarStage(Stage):
         try:
             model = LivePortrait.load(self.settings.liveportrait_dir(), device=device, half=device == "cuda")
         except LivePortraitLoadError as exc:
-            raise StageUnavailable(f"LivePortrait weights missing or broken: {exc}") from exc
+            raise StageUnavailable(str(exc)) from exc  # names the file and the download command
         except FileNotFoundError as exc:
             raise StageUnavailable(f"LivePortrait weights missing: {DOWNLOAD_HINT}") from exc
         self.model = model
