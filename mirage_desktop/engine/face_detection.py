@@ -447,7 +447,7 @@ def draw_face(image: np.ndarray, face: Face) -> None:
     )  # fmt: skip
 
 
-def resolve_model_path(settings: Settings) -> list[Path]:
+def model_candidates(settings: Settings) -> list[Path]:
     """Candidate model files in the order the stage tries them (the first that loads wins)."""
     if settings.scrfd_model:
         return [Path(settings.scrfd_model)]
@@ -475,7 +475,7 @@ class FaceDetectionStage(Stage):
     def prepare(self) -> None:
         from mirage_desktop.engine.face_tracking import FaceTracker
 
-        candidates = resolve_model_path(self.settings)
+        candidates = model_candidates(self.settings)
         errors: list[str] = []
         for path in candidates:
             if not path.exists() and not self.settings.scrfd_model:
@@ -561,6 +561,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mirage_desktop.engine.sources import SourceError, load_image
 
     args = _parse_args(argv)
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)  # keep stdout/stderr to our lines; the provider used is in the output
     if args.repeat < 1:
         print(f"error: --repeat {args.repeat} must be at least 1", file=sys.stderr)
         return 2
