@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -394,14 +395,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LivePortraitLoadError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.dump is not None:
-        dump(report.end_to_end, args.dump)
+    return finish(report, args.dump, sys.stdout)
+
+
+def finish(report: Report, dump_dir: Path | None, out: TextIO) -> int:
+    """Write the dump (pass or fail), print one line per array and a summary; return the exit status."""
+    if dump_dir is not None:
+        dump(report.end_to_end, dump_dir)
     for c in report.checks:
-        print(c.line())
+        print(c.line(), file=out)
     failed = sum(not c.passed for c in report.checks)
-    print(f"{len(report.checks) - failed}/{len(report.checks)} arrays pass" + (f", {failed} FAIL" if failed else ""))
-    if args.dump is not None:
-        print(f"end-to-end arrays written to {args.dump}")
+    print(f"{len(report.checks) - failed}/{len(report.checks)} arrays pass" + (f", {failed} FAIL" if failed else ""),
+          file=out)
+    if dump_dir is not None:
+        print(f"end-to-end arrays written to {dump_dir}", file=out)
     return 0 if report.passed else 1
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -178,15 +179,34 @@ def _listed(items: list[str]) -> str:
     return shown + (f", ... {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
 
 
-def _load_single(weights_dir: Path, file_name: str, module: nn.Module, what: str) -> None:
-    path = locate(weights_dir, file_name)
+#: file name -> (network builder, what it is); built on the meta device, the checkpoint supplies every tensor
+NETWORKS: dict[str, tuple[Callable[[], nn.Module], str]] = {
+    APPEARANCE_FILE: (AppearanceFeatureExtractor, "appearance feature extractor (F)"),
+    MOTION_FILE: (MotionExtractor, "motion extractor (M)"),
+    WARPING_FILE: (WarpingModule, "warping module (W)"),
+    GENERATOR_FILE: (SPADEGenerator, "SPADE generator (G)"),
+}
+
+
+def load_network(weights_dir: Path | str, file_name: str) -> nn.Module:
+    """Find, read and strictly load one of the four base networks (on the CPU, eval mode)."""
+    if file_name not in NETWORKS:
+        raise ValueError(f'Unknown LivePortrait network file "{file_name}": use one of {", ".join(NETWORKS)}')
+    build, what = NETWORKS[file_name]
+    path = locate(Path(weights_dir), file_name)
     state = _as_state_dict(read_checkpoint(path), path, what)
+    with torch.device("meta"):  # no memory for random initial values that the checkpoint replaces anyway
+        module = build()
     load_strict(module, state, path, what)
+    if isinstance(module, SPADEGenerator):
+        module.refresh()  # its derived weights are still on the meta device
     logger.debug("loaded %s from %s", what, path)
+    return module.eval().requires_grad_(False)
 
 
-def _load_stitching(weights_dir: Path) -> tuple[RetargetingMLP, RetargetingMLP, RetargetingMLP]:
-    path = locate(weights_dir, STITCHING_FILE)
+def load_retargeting(weights_dir: Path | str) -> tuple[RetargetingMLP, RetargetingMLP, RetargetingMLP]:
+    """The stitching file's three MLPs (stitching, lip, eye), read by entry name; other top-level entries are ignored."""
+    path = locate(Path(weights_dir), STITCHING_FILE)
     obj = read_checkpoint(path)
     if not isinstance(obj, Mapping):
         raise LivePortraitLoadError(
@@ -209,26 +229,23 @@ def _load_stitching(weights_dir: Path) -> tuple[RetargetingMLP, RetargetingMLP, 
         # the official loader removes the DDP prefix from every key before its strict load
         state = {k.replace(DDP_PREFIX, ""): v for k, v in sub.items()}
         load_strict(net, state, path, f"{name} entry")
+        net.eval().requires_grad_(False)
     return nets
 
 
 def load_networks(weights_dir: Path | str, device: str | torch.device = "cpu") -> LivePortraitNetworks:
-    """Build the five networks, load the official files strictly, put them in eval mode on ``device``."""
+    """Load all five official files strictly and put the networks, in eval mode, on ``device``."""
     weights_dir = Path(weights_dir)
     if not weights_dir.is_dir():
         raise LivePortraitLoadError(f"LivePortrait weights folder {weights_dir} does not exist. {FIX}", weights_dir)
-    with torch.device("meta"):  # no memory for random initial values that the checkpoints replace anyway
-        appearance = AppearanceFeatureExtractor()
-        motion = MotionExtractor()
-        warping = WarpingModule()
-        generator = SPADEGenerator()
-    _load_single(weights_dir, APPEARANCE_FILE, appearance, "appearance feature extractor (F)")
-    _load_single(weights_dir, MOTION_FILE, motion, "motion extractor (M)")
-    _load_single(weights_dir, WARPING_FILE, warping, "warping module (W)")
-    _load_single(weights_dir, GENERATOR_FILE, generator, "SPADE generator (G)")
-    stitching, lip, eye = _load_stitching(weights_dir)
-    nets = LivePortraitNetworks(appearance, motion, warping, generator, stitching, lip, eye)
-    for module in nets.modules().values():
-        module.eval().requires_grad_(False)
-    generator.refresh()  # its derived weights are still on the meta device
+    stitching, lip, eye = load_retargeting(weights_dir)
+    nets = LivePortraitNetworks(
+        appearance=cast(AppearanceFeatureExtractor, load_network(weights_dir, APPEARANCE_FILE)),
+        motion=cast(MotionExtractor, load_network(weights_dir, MOTION_FILE)),
+        warping=cast(WarpingModule, load_network(weights_dir, WARPING_FILE)),
+        generator=cast(SPADEGenerator, load_network(weights_dir, GENERATOR_FILE)),
+        stitching=stitching,
+        lip=lip,
+        eye=eye,
+    )
     return nets.to(device)
