@@ -116,12 +116,17 @@ def read_checkpoint(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):
+            raise LivePortraitLoadError(
+                f"{path} holds Python objects other than tensors, which a weights-only load refuses "
+                f"({_first_line(exc)}); it is not an official weight file. {FIX}",
+                path,
+            ) from exc
         raise LivePortraitLoadError(
-            f"{path} is not a plain PyTorch weight file (a weights-only load refused it: {_first_line(exc)}). {FIX}",
-            path,
+            f"{path} is not a PyTorch checkpoint ({size} bytes: {_first_line(exc)}). {FIX}", path
         ) from exc
     except Exception as exc:  # torch raises RuntimeError/EOFError/zipfile errors for damaged files
-        if zipfile.is_zipfile(path) or _starts_with_zip_magic(path):
+        if size and (zipfile.is_zipfile(path) or _starts_with_zip_magic(path)):
             what = f"is damaged or truncated ({size} bytes)"
         else:
             what = f"is not a PyTorch checkpoint ({size} bytes; a truncated or interrupted download?)"
@@ -134,8 +139,12 @@ def _starts_with_zip_magic(path: Path) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    """The useful line of an exception; torch's weights-only errors put it after a long preamble."""
+    text = str(exc).strip()
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1].strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _as_state_dict(obj: object, path: Path, what: str) -> Mapping[str, torch.Tensor]:
