@@ -11,8 +11,8 @@ from types import ModuleType
 
 import pytest
 import torch
-
 from liveportrait_fixtures import liveportrait_kit, synth_module, synth_weights_dir  # noqa: F401
+
 from mirage_desktop.engine.liveportrait.loader import (
     APPEARANCE_FILE,
     GENERATOR_FILE,

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -207,8 +207,9 @@ def run_module_cases(lp: LivePortrait, kit: Kit, check: Callable[[str, str, np.n
         me = kit["motion_extractor.npz"]
         rotations = motion.rotation_matrix(tensor(me["pitch"]), tensor(me["yaw"]), tensor(me["roll"]))
         check("keypoints.npz", "rotation", _np(rotations))
-        kp_in = motion.transform_keypoint(tensor(me["kp"]), tensor(me["exp"]), tensor(me["t"]), tensor(me["scale"]),
-                                          rotations)
+        kp_in = motion.transform_keypoint(
+            tensor(me["kp"]), tensor(me["exp"]), tensor(me["t"]), tensor(me["scale"]), rotations
+        )
         check("keypoints.npz", "x_s", _np(kp_in[:1]))
         check("keypoints.npz", "x_d", _np(kp_in[1:]))
 
@@ -369,7 +370,9 @@ def dump(arrays: Arrays, out_dir: Path) -> None:
     """Write ``out_dir/<kit file>.npz`` with the kit's array names and dtypes."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for file, values in arrays.items():
-        stored = {k: v.astype(np.float16) if (file, k) in FLOAT16_ARRAYS else v for k, v in values.items()}
+        stored: dict[str, Any] = {
+            k: v.astype(np.float16) if (file, k) in FLOAT16_ARRAYS else v for k, v in values.items()
+        }
         np.savez(out_dir / file, **stored)
 
 
@@ -405,8 +408,10 @@ def finish(report: Report, dump_dir: Path | None, out: TextIO) -> int:
     for c in report.checks:
         print(c.line(), file=out)
     failed = sum(not c.passed for c in report.checks)
-    print(f"{len(report.checks) - failed}/{len(report.checks)} arrays pass" + (f", {failed} FAIL" if failed else ""),
-          file=out)
+    print(
+        f"{len(report.checks) - failed}/{len(report.checks)} arrays pass" + (f", {failed} FAIL" if failed else ""),
+        file=out,
+    )
     if dump_dir is not None:
         print(f"end-to-end arrays written to {dump_dir}", file=out)
     return 0 if report.passed else 1

@@ -22,6 +22,10 @@ LRELU_SLOPE = 0.2
 class SpectralConv2d(nn.Module):
     """A Conv2d whose weight is ``weight_orig / sigma``, sigma from the stored power-iteration vectors."""
 
+    weight_u: torch.Tensor
+    weight_v: torch.Tensor
+    weight: torch.Tensor
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True) -> None:
         super().__init__()
         self.padding = kernel_size // 2

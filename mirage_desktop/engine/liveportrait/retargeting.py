@@ -5,6 +5,7 @@ Each is a Linear-ReLU stack stored as ``mlp.0``, ``mlp.2``, ... (ReLUs at the od
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 
@@ -24,7 +25,7 @@ class RetargetingMLP(nn.Module):
     def __init__(self, sizes: Sequence[int]) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        for i, (cin, cout) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (cin, cout) in enumerate(itertools.pairwise(sizes)):
             if i:
                 layers.append(nn.ReLU())
             layers.append(nn.Linear(cin, cout))
