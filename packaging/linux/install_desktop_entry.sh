@@ -11,6 +11,9 @@ data="${XDG_DATA_HOME:-$HOME/.local/share}"
 if [ "${1:-}" = "--uninstall" ]; then
   rm -f "$data/applications/mirage.desktop"
   find "$data/icons/hicolor" -path '*/apps/mirage.png' -delete 2>/dev/null || true
+  if [ -f "$data/icons/hicolor/icon-theme.cache" ] && command -v gtk-update-icon-cache >/dev/null 2>&1; then
+    gtk-update-icon-cache -q -t "$data/icons/hicolor" || true
+  fi
   echo "Removed the Mirage menu entry and icons"
   exit 0
 fi
