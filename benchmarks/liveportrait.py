@@ -4,7 +4,8 @@
 
 Without ``--weights`` it writes the conformance kit's synthetic checkpoints (``../shared/liveportrait``) to a
 temporary folder; weight values do not change the speed. Prints the median, min and max of ``--runs`` timed runs after
-one warm-up, and the process's peak memory so far (RSS on CPU, torch's peak allocation per module on CUDA), next to
+one warm-up, the multiply-accumulates per call (so machines of different speed can be compared: the official
+modules do the same work), and the process's peak memory so far (RSS on CPU, torch's peak allocation per module on CUDA), next to
 the kit README's CPU baseline for the official modules (2-vCPU AMD EPYC, torch 2.13 CPU, 2 threads).
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from mirage_desktop.engine.liveportrait.runner import DriveOptions, LivePortrait, rgb_to_tensor
 
@@ -110,14 +112,21 @@ def main() -> int:
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device {name}, torch {torch.__version__}, half={args.half}, load {load_s:.1f} s, {args.runs} runs")
     mem = "peak alloc MB" if dev.type == "cuda" else "peak RSS MB"
-    print(f"{'module':<13} {'median ms':>10} {'min ms':>9} {'max ms':>9} {mem:>13} {'official CPU ms':>16}")
+    print(
+        f"{'module':<13} {'median ms':>10} {'min ms':>9} {'max ms':>9} {mem:>13} {'GMAC':>7} {'GMAC/s':>7} "
+        f"{'official CPU ms':>16}"
+    )
     with torch.inference_mode():
         for label, fn in cases:
+            with FlopCounterMode(display=False) as counter:  # the work, to compare machines of different speed
+                fn()
+            gmac = counter.get_total_flops() / 2e9
             times, peak = timed(fn, args.runs, dev)
+            median = statistics.median(times)
             base = BASELINE.get(label, (BASELINE_FRAME_MS, 0))[0]
             print(
-                f"{label:<13} {statistics.median(times):>10.3f} {min(times):>9.3f} {max(times):>9.3f} "
-                f"{peak:>13.0f} {base:>16g}"
+                f"{label:<13} {median:>10.3f} {min(times):>9.3f} {max(times):>9.3f} {peak:>13.0f} {gmac:>7.1f} "
+                f"{gmac / median * 1000:>7.1f} {base:>16g}"
             )
     return 0
 

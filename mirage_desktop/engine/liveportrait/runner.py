@@ -96,6 +96,9 @@ class LivePortrait:
         dev = torch.device(device)
         if half and dev.type != "cuda":
             raise ValueError(f"half precision needs a CUDA device, not {device}; drop --half or use --device cuda")
+        if dev.type == "cuda":
+            # as the official code: the shapes never change, so let cuDNN pick its fastest kernels once
+            torch.backends.cudnn.benchmark = True
         return cls(load_networks(weights_dir, dev), dev, half)
 
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
@@ -210,11 +213,14 @@ class LivePortrait:
     @torch.inference_mode()
     def warp(self, feature: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> WarpOutput:
         """W (float16 autocast with ``half``); outputs float32."""
-        with self._autocast():
-            out = self.networks.warping(feature, kp_source, kp_driving)
+        out = self._warp(feature, kp_source, kp_driving)
         if self.half:
             out = WarpOutput(*(t.float() for t in out))
         return out
+
+    def _warp(self, feature: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> WarpOutput:
+        with self._autocast():
+            return self.networks.warping(feature, kp_source, kp_driving)
 
     @torch.inference_mode()
     def decode(self, feature: torch.Tensor) -> torch.Tensor:
@@ -226,7 +232,7 @@ class LivePortrait:
     @torch.inference_mode()
     def render(self, source: SourceState, x_final: torch.Tensor, trace: Trace | None = None) -> torch.Tensor:
         """W then G: the source warped to the driven keypoints, (1, 3, 512, 512) in [0, 1]."""
-        warped = self.warp(source.feature, source.x_s, x_final)
+        warped = self._warp(source.feature, source.x_s, x_final)  # G takes W's dtype as it is (no float32 detour)
         if trace is not None:
             trace.update(out=warped.out, occlusion_map=warped.occlusion_map, deformation=warped.deformation)
         return self.decode(warped.out)
