@@ -237,6 +237,19 @@ class LivePortrait:
             trace.update(out=warped.out, occlusion_map=warped.occlusion_map, deformation=warped.deformation)
         return self.decode(warped.out)
 
+    @torch.inference_mode()
+    def warm_up(self) -> None:
+        """One throw-away frame, so kernel selection (cuDNN benchmark) and allocations happen before the first real one.
+
+        Call it off the per-frame path (the stage's ``prepare``); on a CPU it costs one frame, several seconds.
+        """
+        image = torch.full((1, 3, 256, 256), 0.5, device=self.device)
+        source = self.prepare_source(image)
+        info = self.motion_info(image)
+        self.render(source, self.drive(source, info, info, DriveOptions(driving_option="pose-friendly")))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     @staticmethod
     def to_uint8(image: torch.Tensor) -> np.ndarray:
         """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8 RGB (official parse_output, truncating); the one host copy."""
