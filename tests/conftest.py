@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from liveportrait_fixtures import liveportrait_kit, synth_module, synth_weights_dir  # noqa: F401  (session fixtures)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
@@ -33,18 +35,17 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture(scope="session")
-def synthetic_models_dir(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def synthetic_models_dir(synth_weights_dir: Path, shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model directory in the app's layout: the kit's synthetic LivePortrait checkpoints (written once per test
-    run by the kit's own synth_weights.py, in the official tree) and the real SCRFD 2.5g model."""
-    import importlib.util
+    run, linked here into the official tree) and the real SCRFD 2.5g model."""
     import shutil
 
-    spec = importlib.util.spec_from_file_location("synth_weights", shared_dir / "liveportrait" / "synth_weights.py")
-    assert spec is not None and spec.loader is not None
-    synth = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(synth)
     models = tmp_path_factory.mktemp("models")
-    synth.write_checkpoints(models, salt="", tree=True)
+    tree = {"stitching_retargeting_module.pth": "retargeting_models"}
+    for weights in synth_weights_dir.glob("*.pth"):
+        target = models / "liveportrait" / tree.get(weights.name, "base_models") / weights.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(weights)
     (models / "scrfd").mkdir()
     shutil.copy(shared_dir / "models" / "scrfd_2.5g.onnx", models / "scrfd" / "scrfd_2.5g_bnkps.onnx")
     return models

@@ -147,6 +147,8 @@ class AvatarStage(Stage):
             raise StageUnavailable(str(exc)) from exc  # names the file and the download command
         except FileNotFoundError as exc:
             raise StageUnavailable(f"LivePortrait weights missing: {DOWNLOAD_HINT}") from exc
+        if model.device.type == "cuda":
+            model.warm_up()  # cuDNN picks its kernels now, not on the user's first frame (on a CPU it only costs)
         self.model = model
         try:
             portrait, face = self._read_portrait(self.avatar_path)
