@@ -73,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         from mirage_desktop.headless import run_headless
 
         return run_headless(settings, args)
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("QT_QPA_PLATFORM")
+    ):
+        print("mirage: no display found (DISPLAY/WAYLAND_DISPLAY unset). Run it in a desktop session, or use "
+              "`mirage --headless ...` on a server.", file=sys.stderr)
+        return 2
     from mirage_desktop.ui.app import run_gui
 
     return run_gui(settings, args.source)

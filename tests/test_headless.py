@@ -93,3 +93,11 @@ def test_still_image_source_runs(tmp_path: Path, shared_dir: Path) -> None:
                "--stats-json", str(stats_path), "--quiet")
     assert r.returncode == 0, r.stderr
     assert json.loads(stats_path.read_text())["frames_out"] == 10
+
+
+def test_window_without_a_display_says_how_to_run_instead() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["PYTHONPATH"] = str(REPO)
+    r = subprocess.run([sys.executable, "-m", "mirage_desktop.app"], capture_output=True, text=True, timeout=60,
+                       env=env, cwd=REPO)
+    assert r.returncode == 2 and "--headless" in r.stderr and "Traceback" not in r.stderr
