@@ -43,11 +43,13 @@ from mirage_desktop.engine.outputs import CallbackOutput, Output
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import IMAGE_SUFFIXES, DemoSource, SourceError, list_cameras, load_image
 from mirage_desktop.engine.stage import Stage, StageUnavailable
+from mirage_desktop.outputs.virtual_camera import VirtualCameraOutput
 from mirage_desktop.ui.banner import MessageBanner
 from mirage_desktop.ui.controls import DOWNLOAD_HINT, STAGE_LABELS, VIDEO_FILE, ControlsPanel
 from mirage_desktop.ui.latency_panel import UPDATE_INTERVAL_S, LatencyPanel
 from mirage_desktop.ui.preview import FrameBridge, PreviewWidget
 from mirage_desktop.ui.workers import Task, WorkerPool
+from mirage_desktop.webrtc.server import HttpServer
 
 logger = logging.getLogger(__name__)
 
@@ -650,11 +652,6 @@ class MainWindow(QMainWindow):
             return
         if self._virtual_camera is not None:
             return
-        try:
-            from mirage_desktop.outputs.virtual_camera import VirtualCameraOutput
-        except ImportError:
-            self.controls.show_virtual_camera(False, "Not available in this build.", error=True)
-            return
         s = self.settings
         output = VirtualCameraOutput(s.output_width, s.output_height, s.fps)
         self.controls.show_virtual_camera(True, "Starting...")
@@ -693,11 +690,6 @@ class MainWindow(QMainWindow):
             self.save()
             return
         if self._webrtc is not None:
-            return
-        try:
-            from mirage_desktop.webrtc.server import HttpServer
-        except ImportError:
-            self.controls.show_webrtc(False, "Not available in this build.", error=True)
             return
         server = HttpServer(self.engine, self.settings)
         self.controls.show_webrtc(True, "Starting...")
