@@ -99,6 +99,7 @@ class LatencyPanel(QWidget):
             axis.setPen(axis_pen)
             axis.setTextPen(pg.mkPen("#9aa1ad"))
         plot.setLabel("left", "ms")
+        plot.getAxis("left").enableAutoSIPrefix(False)  # "ms (x0.001)" reads badly: sub-ms values stay in ms
         plot.setLabel("bottom", "seconds ago  (solid P50, dashed P95)")
         self._legend = plot.addLegend(offset=(8, 6), labelTextColor="#c9ced8", brush=pg.mkBrush(21, 23, 28, 200))
         self._plot = plot
