@@ -286,12 +286,10 @@ class Engine:
         for stage in self.stages:
             entry: dict[str, Any] = {"enabled": stage.enabled, "reason": stage.reason, "label": stage.label}
             entry.update(m.stage(stage.name).summary())
-            extra = getattr(stage, "stats", None)
-            if callable(extra):
-                try:
-                    entry.update(extra())
-                except Exception:
-                    logger.exception("Stage %s stats failed", stage.name)
+            try:
+                entry.update(stage.stats())
+            except Exception:
+                logger.exception("Stage %s stats failed", stage.name)
             stages[stage.name] = entry
         outputs: dict[str, Any] = {}
         for output in self._outputs:

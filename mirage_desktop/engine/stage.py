@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from typing import Any
 
 from mirage_desktop.engine.frame import Frame
 
@@ -93,6 +94,10 @@ class Stage(ABC):
 
     def release(self) -> None:
         """Drop what ``prepare`` loaded."""
+
+    def stats(self) -> dict[str, Any]:
+        """Extra JSON-ready numbers merged into the engine's stats for this stage (provider, mode, ...)."""
+        return {}
 
     @abstractmethod
     def process(self, frame: Frame) -> Frame:

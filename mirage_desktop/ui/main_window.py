@@ -38,11 +38,12 @@ from PySide6.QtWidgets import (
 )
 
 from mirage_desktop.config import Settings, bundled_avatar, save_settings
+from mirage_desktop.engine.avatar import AvatarStage
 from mirage_desktop.engine.factory import build_engine, make_engine_source
 from mirage_desktop.engine.outputs import CallbackOutput, Output
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import IMAGE_SUFFIXES, DemoSource, SourceError, list_cameras, load_image
-from mirage_desktop.engine.stage import Stage, StageUnavailable
+from mirage_desktop.engine.stage import StageUnavailable
 from mirage_desktop.outputs.virtual_camera import VirtualCameraOutput
 from mirage_desktop.ui.banner import MessageBanner
 from mirage_desktop.ui.controls import DOWNLOAD_HINT, STAGE_LABELS, VIDEO_FILE, ControlsPanel
@@ -90,7 +91,7 @@ def unique_destination(folder: Path, name: str) -> Path:
     return candidate
 
 
-def prepare_avatar(path: Path, stage: Stage | None, copy_to: Path | None = None) -> tuple[Path, str]:
+def prepare_avatar(path: Path, stage: AvatarStage | None, copy_to: Path | None = None) -> tuple[Path, str]:
     """Worker thread: check the image, copy it into the avatar folder if asked, hand it to the avatar stage.
 
     Returns (the avatar's path, a note when the stage could not take it yet). Raises with a user-facing message when
@@ -102,11 +103,10 @@ def prepare_avatar(path: Path, stage: Stage | None, copy_to: Path | None = None)
         copy_to.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, copy_to)
         target = copy_to
-    set_avatar = getattr(stage, "set_avatar", None)
-    if not callable(set_avatar):
+    if stage is None:
         return target, ""
     try:
-        set_avatar(target)
+        stage.set_avatar(target)
     except StageUnavailable as exc:  # models missing: keep the choice, the stage uses it once it can run
         return target, str(exc)
     except BaseException:
@@ -467,21 +467,21 @@ class MainWindow(QMainWindow):
         else:
             self.set_stage_enabled(name, True)
 
-    def _avatar_stage(self) -> Stage | None:
-        return self.engine.stage(AVATAR_STAGE) if self._has_stage(AVATAR_STAGE) else None
+    def _avatar_stage(self) -> AvatarStage | None:
+        stage = self.engine.stage(AVATAR_STAGE) if self._has_stage(AVATAR_STAGE) else None
+        return stage if isinstance(stage, AvatarStage) else None
 
     @Slot()
     def recalibrate(self) -> None:
         stage = self._avatar_stage()
-        recalibrate = getattr(stage, "recalibrate", None)
-        if stage is None or not callable(recalibrate):
+        if stage is None:
             self.show_message("warning", "Recalibrate needs Animate (LivePortrait), which is not available in this build.")
             return
         if not stage.enabled:
             self.show_message("info", "Switch on Animate (LivePortrait) (Ctrl+2) first: Recalibrate sets its neutral pose.")
             return
         try:
-            recalibrate()
+            stage.recalibrate()
         except Exception as exc:  # noqa: BLE001 - shown to the user; the video goes on
             self.show_message("error", f"Recalibrate failed: {exc}")
             return
