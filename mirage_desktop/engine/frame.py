@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,4 +31,3 @@ class Frame:
     camera: np.ndarray | None = None
     face: Face | None = None
     face_checked: bool = False  # True once a detector ran on this frame (face may still be None)
-    meta: dict[str, Any] = field(default_factory=dict)
