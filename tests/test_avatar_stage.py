@@ -102,3 +102,24 @@ def test_missing_weights_name_the_download_command(tmp_path: Path) -> None:
     s = make_stage(tmp_path)
     assert s.ensure_ready(block=True) is False
     assert "mirage-models download liveportrait" in s.reason
+
+
+def test_retargeting_and_pose_options_change_the_driven_keypoints(stage: AvatarStage, shared_dir: Path) -> None:
+    from mirage_desktop.engine.liveportrait.runner import rgb_to_tensor
+
+    model = stage.model
+    inputs = np.load(shared_dir / "liveportrait" / "golden" / "inputs.npz")
+    source = stage._avatar.source
+    reference = model.motion_info(rgb_to_tensor(inputs["driving_rgb"][0], model.device))
+    driving = model.motion_info(rgb_to_tensor(inputs["driving_rgb"][1], model.device))
+    base = stage._drive(model, source, driving, reference)
+    try:
+        stage.set_options(eye_ratio=0.8, lip_ratio=0.5)
+        retargeted = stage._drive(model, source, driving, reference)
+        stage.set_options(eye_ratio=None, lip_ratio=None, relative_pose=False)
+        absolute = stage._drive(model, source, driving, reference)
+    finally:
+        stage.set_options(eye_ratio=None, lip_ratio=None, relative_pose=True)
+    assert base.shape == retargeted.shape == absolute.shape == (1, 21, 3)
+    assert (retargeted - base).abs().max() > 1e-4
+    assert (absolute - base).abs().max() > 1e-4

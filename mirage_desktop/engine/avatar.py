@@ -88,6 +88,7 @@ class AvatarStage(Stage):
         self._smoothed: torch.Tensor | None = None
         self._last_output: np.ndarray | None = None
         self._last_face_t = 0.0
+        self._ratio_cache: dict[tuple[Any, ...], torch.Tensor] = {}
         self._crop_bgr = np.empty((CROP_SIZE, CROP_SIZE, 3), np.uint8)  # reused every frame
         self._crop_rgb = np.empty((CROP_SIZE, CROP_SIZE, 3), np.uint8)
         self.timings: dict[str, float] = {}
@@ -247,12 +248,17 @@ class AvatarStage(Stage):
             lip_retargeting=options.lip_ratio is not None,
         )
 
-    @staticmethod
-    def _ratio(target: float | None, source: float, n_source: int, model: LivePortrait) -> torch.Tensor | None:
-        """[source ratios..., target ratio] as the retargeting MLPs take it, or None when the option is off."""
+    def _ratio(self, target: float | None, source: float, n_source: int, model: LivePortrait) -> torch.Tensor | None:
+        """[source ratios..., target ratio] as the retargeting MLPs take it (made once per value, not per frame),
+        or None when the option is off."""
         if target is None:
             return None
-        return torch.tensor([[source] * n_source + [target]], dtype=torch.float32, device=model.device)
+        key = (target, source, n_source, model.device)
+        tensor = self._ratio_cache.get(key)
+        if tensor is None:
+            tensor = torch.tensor([[source] * n_source + [target]], dtype=torch.float32, device=model.device)
+            self._ratio_cache[key] = tensor
+        return tensor
 
     def _no_face(self, frame: Frame, avatar: PreparedAvatar) -> Frame:
         """Hold the last animated frame for the grace period, then show the avatar at rest (or the camera)."""
