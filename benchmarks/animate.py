@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from mirage_desktop.config import Settings
-from mirage_desktop.engine.avatar import CROP_SIZE, AvatarStage
-from mirage_desktop.engine.avatar_crop import DRIVING_FRAMING, cut_crop, face_square
-from mirage_desktop.engine.face_detection import FaceDetectionStage
+from mirage_desktop.stages.avatar.stage import CROP_SIZE, AvatarStage
+from mirage_desktop.stages.avatar.crop import DRIVING_FRAMING, cut_crop, face_square
+from mirage_desktop.stages.face import FaceDetectionStage
 from mirage_desktop.engine.frame import Frame
-from mirage_desktop.engine.liveportrait.runner import rgb_to_tensor
+from mirage_desktop.liveportrait.runner import rgb_to_tensor
 from mirage_desktop.engine.sources import DemoSource
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

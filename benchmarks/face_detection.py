@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
-from mirage_desktop.engine.face_detection import Scratch, SCRFDDetector
-from mirage_desktop.engine.face_tracking import FaceTracker
+from mirage_desktop.vision.scrfd import Scratch, SCRFDDetector
+from mirage_desktop.vision.face_tracking import FaceTracker
 
 MODELS = ("scrfd_500m_bnkps.onnx", "scrfd_2.5g.onnx")
 WARMUP = 3

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mirage_desktop.engine.liveportrait.runner import DriveOptions, LivePortrait, rgb_to_tensor
+from mirage_desktop.liveportrait.runner import DriveOptions, LivePortrait, rgb_to_tensor
 
 KIT = Path(__file__).resolve().parents[1].parent / "shared" / "liveportrait"
 #: the kit README's CPU baseline (official modules, each in its own process): median ms, peak RSS MB

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mirage_desktop.config import Settings
-from mirage_desktop.engine.factory import UnknownStageError, build_engine, make_engine_source, parse_enable
+from mirage_desktop.stages.factory import UnknownStageError, build_engine, make_engine_source, parse_enable
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import SourceError, VideoFileSource
 
@@ -107,7 +107,7 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
         except KeyError:
             engine.stop()
             return _fail("--avatar needs the LivePortrait stage, which this build does not include.")
-        from mirage_desktop.engine.avatar import AvatarError
+        from mirage_desktop.stages.avatar.stage import AvatarError
         from mirage_desktop.engine.stage import StageUnavailable
 
         try:

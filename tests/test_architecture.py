@@ -20,7 +20,7 @@ def test_import_linter_contract_holds() -> None:
 
 def test_engine_import_pulls_in_no_qt() -> None:
     code = (
-        "import sys, mirage_desktop.engine.pipeline, mirage_desktop.engine.factory, mirage_desktop.engine.sources\n"
+        "import sys, mirage_desktop.engine.pipeline, mirage_desktop.stages.factory, mirage_desktop.engine.sources, mirage_desktop.liveportrait.runner, mirage_desktop.vision.scrfd\n"
         "bad = [m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph', 'mirage_desktop.ui'))]\n"
         "assert not bad, bad\n"
     )

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from mirage_desktop.engine.avatar_crop import (
+from mirage_desktop.stages.avatar.crop import (
     DRIVING_FRAMING, SOURCE_FRAMING, crop_matrix, cut_crop, face_square, feather_mask,
 )
-from mirage_desktop.engine.face_detection import SCRFDDetector
-from mirage_desktop.engine.paste_back import CanvasLayout, PasteBack
+from mirage_desktop.vision.scrfd import SCRFDDetector
+from mirage_desktop.stages.avatar.paste_back import CanvasLayout, PasteBack
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mirage_desktop.config import Settings, bundled_avatar
-from mirage_desktop.engine.avatar import AvatarError, AvatarStage
-from mirage_desktop.engine.face_detection import FaceDetectionStage
+from mirage_desktop.stages.avatar.stage import AvatarError, AvatarStage
+from mirage_desktop.stages.face import FaceDetectionStage
 from mirage_desktop.engine.frame import Frame
 from mirage_desktop.engine.sources import DemoSource
 
@@ -105,7 +105,7 @@ def test_missing_weights_name_the_download_command(tmp_path: Path) -> None:
 
 
 def test_retargeting_and_pose_options_change_the_driven_keypoints(stage: AvatarStage, shared_dir: Path) -> None:
-    from mirage_desktop.engine.liveportrait.runner import rgb_to_tensor
+    from mirage_desktop.liveportrait.runner import rgb_to_tensor
 
     model = stage.model
     inputs = np.load(shared_dir / "liveportrait" / "golden" / "inputs.npz")

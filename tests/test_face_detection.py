@@ -15,15 +15,10 @@ import pytest
 from face_images import REFERENCE_CASES, moving_face, place, reference_images
 
 from mirage_desktop.config import Settings
-from mirage_desktop.engine.face_detection import (
-    DEFAULT_SCRFD_FILE,
-    FaceDetectionStage,
-    Scratch,
-    SCRFDDetector,
-    box_iou,
-    nms,
-)
-from mirage_desktop.engine.face_tracking import FaceTracker, OneEuroFilter
+from mirage_desktop.models.registry import DEFAULT_SCRFD_FILE
+from mirage_desktop.stages.face import FaceDetectionStage
+from mirage_desktop.vision.scrfd import Scratch, SCRFDDetector, box_iou, nms
+from mirage_desktop.vision.face_tracking import FaceTracker, OneEuroFilter
 from mirage_desktop.engine.frame import Frame
 
 REPO = Path(__file__).resolve().parents[1]
@@ -320,7 +315,7 @@ def test_stage_uses_settings_model_or_any_valid_file(shared_dir: Path, tmp_path:
 # ---------------------------------------------------------------------------------------------------- CLI
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mirage_desktop.engine.face_detection", *args],
+        [sys.executable, "-m", "mirage_desktop.vision.face_detection", *args],
         check=False, capture_output=True, text=True, cwd=REPO, timeout=300,
     )  # fmt: skip
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from liveportrait_fixtures import KIT, kit_available, liveportrait_kit, synth_module, synth_weights_dir  # noqa: F401
 
-from mirage_desktop.engine.liveportrait import conformance, motion
-from mirage_desktop.engine.liveportrait.runner import DriveOptions, LivePortrait, SourceState, rgb_to_tensor
+from mirage_desktop.liveportrait import conformance, motion
+from mirage_desktop.liveportrait.runner import DriveOptions, LivePortrait, SourceState, rgb_to_tensor
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from liveportrait_fixtures import liveportrait_kit, synth_module, synth_weights_dir  # noqa: F401
 
-from mirage_desktop.engine.liveportrait.loader import (
+from mirage_desktop.liveportrait.loader import (
     APPEARANCE_FILE,
     GENERATOR_FILE,
     MOTION_FILE,

@@ -6,14 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(slots=True)
-class Face:
-    """The main face in a frame, in frame pixels: box (x1, y1, x2, y2), detector score, 5 keypoints (x, y)."""
-
-    box: np.ndarray  # (4,) float32
-    score: float
-    kps: np.ndarray  # (5, 2) float32
+from mirage_desktop.vision.face import Face
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from mirage_desktop.config import bundled_avatar
+from mirage_desktop.vision.images import ImageReadError, read_image
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +69,10 @@ class Source(ABC):
 
 
 def _read_image(path: Path) -> np.ndarray:
-    data = np.fromfile(str(path), dtype=np.uint8) if path.exists() else None
-    if data is None:
-        raise SourceError(f"Image not found: {path}. Check the path.")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise SourceError(f"Cannot read {path} as an image (corrupt or not an image). Use a PNG or JPEG file.")
-    return image
+    try:
+        return read_image(path)
+    except ImageReadError as exc:
+        raise SourceError(str(exc)) from None
 
 
 def load_image(path: Path | str) -> np.ndarray:

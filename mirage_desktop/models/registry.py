@@ -39,6 +39,11 @@ LIVEPORTRAIT_LICENCE_URL = "https://huggingface.co/KwaiVGI/LivePortrait"
 INSIGHTFACE_LICENCE = "InsightFace pretrained models: non-commercial research use only"
 INSIGHTFACE_LICENCE_URL = "https://github.com/deepinsight/insightface#license"
 
+def download_hint(group: str) -> str:
+    """What a user runs to get a model group's files: the one spelling of that advice in the app."""
+    return f"run `mirage-models download {group}` (or press Download models... in the window)"
+
+
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 

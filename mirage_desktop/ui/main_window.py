@@ -38,8 +38,8 @@ from PySide6.QtWidgets import (
 )
 
 from mirage_desktop.config import Settings, bundled_avatar, save_settings
-from mirage_desktop.engine.avatar import AvatarStage
-from mirage_desktop.engine.factory import build_engine, make_engine_source
+from mirage_desktop.stages.avatar.stage import AvatarStage
+from mirage_desktop.stages.factory import build_engine, make_engine_source
 from mirage_desktop.engine.outputs import CallbackOutput, Output
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import IMAGE_SUFFIXES, DemoSource, SourceError, list_cameras, load_image

@@ -19,11 +19,11 @@ from typing import cast
 import torch
 from torch import nn
 
-from mirage_desktop.engine.liveportrait.appearance import AppearanceFeatureExtractor
-from mirage_desktop.engine.liveportrait.generator import SPADEGenerator
-from mirage_desktop.engine.liveportrait.motion_extractor import MotionExtractor
-from mirage_desktop.engine.liveportrait.retargeting import RetargetingMLP, eye_mlp, lip_mlp, stitching_mlp
-from mirage_desktop.engine.liveportrait.warping import WarpingModule
+from mirage_desktop.liveportrait.appearance import AppearanceFeatureExtractor
+from mirage_desktop.liveportrait.generator import SPADEGenerator
+from mirage_desktop.liveportrait.motion_extractor import MotionExtractor
+from mirage_desktop.liveportrait.retargeting import RetargetingMLP, eye_mlp, lip_mlp, stitching_mlp
+from mirage_desktop.liveportrait.warping import WarpingModule
 
 logger = logging.getLogger(__name__)
 

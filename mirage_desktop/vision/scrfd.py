@@ -1,4 +1,4 @@
-"""SCRFD face detection on ONNX Runtime: the detector, the engine stage, and a command-line check.
+"""SCRFD face detection on ONNX Runtime: the detector.
 
 SCRFD predicts, for every anchor point of three feature maps (strides 8, 16, 32, two anchors per point), a face
 score, the distances from the point to the four box edges and the offsets of five keypoints, all in units of the
@@ -15,38 +15,20 @@ one resize, one fused convert-normalise pass per channel and the network.
 
 from __future__ import annotations
 
-import argparse
-import ctypes
-import ctypes.util
-import functools
-import json
 import logging
-import os
-import statistics
-import sys
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
-from mirage_desktop.engine.frame import Face, Frame
-from mirage_desktop.engine.stage import Stage, StageUnavailable
-
-if TYPE_CHECKING:
-    import onnxruntime  # type: ignore[import-untyped]
-
-    from mirage_desktop.config import Settings
-    from mirage_desktop.engine.face_tracking import FaceTracker
+from mirage_desktop.models.registry import download_hint
+from mirage_desktop.vision.face import Face
+from mirage_desktop.vision.onnx_session import CPU, choose_providers, session_options
 
 logger = logging.getLogger(__name__)
 
-#: Local file name of the default model (the model registry downloads it under this name).
-DEFAULT_SCRFD_FILE = "scrfd_2.5g_bnkps.onnx"
-DOWNLOAD_HINT = "run `mirage-models download scrfd`"
+DOWNLOAD_HINT = download_hint("scrfd")
 
 SCORE_THRESHOLD = 0.5
 NMS_THRESHOLD = 0.4
@@ -61,64 +43,9 @@ _ONNX_MAGIC = b"\x08"  # an ONNX ModelProto starts with field 1 (ir_version) as 
 # (outputs, strides, anchors per location) of the SCRFD exports with keypoints.
 _LAYOUTS = {9: ((8, 16, 32), 2), 15: ((8, 16, 32, 64, 128), 1)}
 
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-
 
 class SCRFDModelError(RuntimeError):
     """The model file is missing or is not an SCRFD export with keypoints; the message names the file and fix."""
-
-
-# ------------------------------------------------------------------------------------------------ providers
-@functools.lru_cache(maxsize=1)
-def _cuda_driver_present() -> bool:
-    """True when the NVIDIA driver library loads; without it asking ORT for CUDA only logs errors."""
-    if sys.platform == "darwin":
-        return False
-    names = ["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", ctypes.util.find_library("cuda") or ""]
-    for name in filter(None, names):
-        try:
-            ctypes.CDLL(name)
-        except OSError:
-            continue
-        return True
-    return False
-
-
-def choose_providers(device: str = "auto") -> list[str]:
-    """Execution providers to ask for: CUDA first when onnxruntime-gpu and a driver are there, CPU always last."""
-    import onnxruntime as ort
-
-    device = (device or "auto").lower()
-    if device == "cpu":
-        return [CPU]
-    if CUDA in ort.get_available_providers() and _cuda_driver_present():
-        preload = getattr(ort, "preload_dlls", None)  # CUDA/cuDNN from pip wheels (onnxruntime >= 1.21)
-        if callable(preload):
-            try:
-                preload()
-            except Exception as exc:  # noqa: BLE001 - missing wheels: ORT still looks on the library path
-                logger.debug("onnxruntime.preload_dlls failed: %s", exc)
-        return [CUDA, CPU]
-    if device.startswith("cuda"):
-        logger.warning("Device %r asked for, but onnxruntime cannot use CUDA here; SCRFD runs on the CPU", device)
-    return [CPU]
-
-
-def session_options(threads: int = 0) -> onnxruntime.SessionOptions:
-    """Full graph optimisation, one sequential executor, intra-op threads = ``threads`` (0: physical cores)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = max(0, int(threads))
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only: ORT's warnings about unused initialisers are noise here
-    # No busy-waiting between runs: spinning threads steal the cores that torch (LivePortrait on a CPU), the
-    # encoder and the GUI need. Measured on the 2-core machine under load: 159 ms vs 218 ms per 720p frame.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return options
 
 
 # ------------------------------------------------------------------------------------------------- scratch
@@ -436,178 +363,3 @@ class SCRFDDetector:
 
 
 # ---------------------------------------------------------------------------------------------------- stage
-def draw_face(image: np.ndarray, face: Face) -> None:
-    """Draw a face's box and keypoints into ``image`` (a copy the caller owns)."""
-    x1, y1, x2, y2 = (round(float(v)) for v in face.box)
-    thickness = max(1, image.shape[0] // 360)
-    cv2.rectangle(image, (x1, y1), (x2, y2), (0, 220, 0), thickness, cv2.LINE_AA)
-    colours = ((255, 0, 0), (0, 0, 255), (0, 255, 255), (255, 0, 255), (255, 255, 0))
-    for (x, y), colour in zip(face.kps, colours):
-        cv2.circle(image, (round(float(x)), round(float(y))), thickness + 1, colour, -1, cv2.LINE_AA)
-    cv2.putText(
-        image, f"{face.score:.2f}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness,
-        (0, 220, 0), thickness, cv2.LINE_AA,
-    )  # fmt: skip
-
-
-def model_candidates(settings: Settings) -> list[Path]:
-    """Candidate model files in the order the stage tries them (the first that loads wins)."""
-    if settings.scrfd_model:
-        return [Path(settings.scrfd_model)]
-    folder = settings.scrfd_dir()
-    default = folder / DEFAULT_SCRFD_FILE
-    others = sorted(p for p in folder.glob("*.onnx") if p != default) if folder.is_dir() else []
-    return [default, *others] if default.exists() or not others else others
-
-
-class FaceDetectionStage(Stage):
-    """Finds the main face of every frame (SCRFD + tracker) and attaches it to the frame as ``frame.face``."""
-
-    name = "scrfd"
-    label = "Face detection (SCRFD)"
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(enabled=settings.enable_scrfd)
-        self.settings = settings
-        self.show_detections = False  # the preview may switch this on; settings.show_detections also works
-        self.detector: SCRFDDetector | None = None
-        self.tracker: FaceTracker | None = None
-        self._last_face = False
-        self._restart = False
-
-    def prepare(self) -> None:
-        from mirage_desktop.engine.face_tracking import FaceTracker
-
-        candidates = model_candidates(self.settings)
-        errors: list[str] = []
-        for path in candidates:
-            if not path.exists() and not self.settings.scrfd_model:
-                continue
-            try:
-                detector = SCRFDDetector(path, device=self.settings.device)
-            except SCRFDModelError as exc:
-                errors.append(str(exc))
-                continue
-            self.detector = detector
-            self.tracker = FaceTracker(detector)
-            return
-        if errors:
-            raise StageUnavailable(errors[0])
-        raise StageUnavailable(
-            f"SCRFD model missing: {DOWNLOAD_HINT} (looked for {DEFAULT_SCRFD_FILE} in {self.settings.scrfd_dir()})"
-        )
-
-    def release(self) -> None:
-        self.detector = None
-        self.tracker = None
-
-    def set_enabled(self, enabled: bool) -> None:
-        super().set_enabled(enabled)
-        self._restart = True  # the face may be anywhere when the stage comes back; the processing thread resets
-
-    def process(self, frame: Frame) -> Frame:
-        tracker = self.tracker
-        if tracker is None:  # released between ensure_ready and now: pass the frame through
-            return frame
-        if self._restart:
-            self._restart = False
-            tracker.reset()
-        face = tracker.update(frame.image, frame.t_capture)
-        frame.face = face
-        frame.face_checked = True
-        self._last_face = face is not None
-        if face is not None and (self.show_detections or self.settings.show_detections):
-            image = frame.image.copy()
-            draw_face(image, face)
-            frame.image = image
-        return frame
-
-    def detect_still(self, image_bgr: np.ndarray, max_faces: int = 0) -> list[Face]:
-        """Faces in a still picture (an avatar portrait) with the stage's model; raises StageUnavailable."""
-        if not self.ensure_ready() or self.detector is None:
-            raise StageUnavailable(self.reason or f"SCRFD model missing: {DOWNLOAD_HINT}")
-        return self.detector.detect(image_bgr, max_faces=max_faces)
-
-    def stats(self) -> dict[str, Any]:
-        detector, tracker = self.detector, self.tracker
-        if detector is None or tracker is None:
-            return {"provider": None, "model": None, "mode": None, "face": False}
-        return {
-            "provider": detector.provider,
-            "model": detector.model_path.name,
-            "mode": tracker.mode,
-            "face": self._last_face,
-            "full_detections": tracker.full_detections,
-        }
-
-
-# ------------------------------------------------------------------------------------------------------ CLI
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m mirage_desktop.engine.face_detection",
-        description="Detect faces with an SCRFD model. With --json, prints one JSON object per image per line: "
-        '{"image": PATH, "faces": [{"box": [x1, y1, x2, y2], "score": s, "kps": [[x, y] x5]}], "median_ms": t}, '
-        "where median_ms is the median time of one detection over --repeat runs, preprocessing and decoding "
-        "included (reading the file is not).",
-    )
-    parser.add_argument("--model", required=True, type=Path, help="SCRFD .onnx file with keypoints")
-    parser.add_argument("--det-size", type=int, default=DEFAULT_DET_SIZE, help="square detection size (default 640)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per image for the timing (default 1)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="execution provider")
-    parser.add_argument("--json", action="store_true", help="JSON lines output (the format checks rely on)")
-    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line check; exit code 2 with one line on stderr for a bad model, image or option."""
-    from mirage_desktop.engine.sources import SourceError, load_image
-
-    args = _parse_args(argv)
-    import onnxruntime as ort
-
-    ort.set_default_logger_severity(3)  # keep stdout/stderr to our lines; the provider used is in the output
-    if args.repeat < 1:
-        print(f"error: --repeat {args.repeat} must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        detector = SCRFDDetector(args.model, device=args.device)
-        detector.input_size(args.det_size)
-        images = [(path, load_image(path)) for path in args.images]
-    except (SCRFDModelError, SourceError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if detector.fixed_size is not None and detector.fixed_size != (args.det_size, args.det_size):
-        h, w = detector.fixed_size
-        print(f"note: {args.model.name} has a fixed {w}x{h} input; --det-size {args.det_size} ignored", file=sys.stderr)
-    for path, image in images:
-        times: list[float] = []
-        faces: list[Face] = []
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            faces = detector.detect(image, det_size=args.det_size)
-            times.append((time.perf_counter() - t0) * 1000.0)
-        record: dict[str, Any] = {
-            "image": str(path),
-            "faces": [
-                {
-                    "box": [round(float(v), 2) for v in f.box],
-                    "score": round(f.score, 4),
-                    "kps": [[round(float(x), 2), round(float(y), 2)] for x, y in f.kps],
-                }
-                for f in faces
-            ],
-            "median_ms": round(statistics.median(times), 3),
-        }
-        if args.json:
-            print(json.dumps(record), flush=True)
-        else:
-            print(f"{path}: {len(faces)} face(s), {record['median_ms']} ms on {detector.provider}")
-            for face in record["faces"]:
-                print(f"  box={face['box']} score={face['score']}")
-    return 0
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=os.environ.get("MIRAGE_LOG_LEVEL", "WARNING"))
-    sys.exit(main())

@@ -19,8 +19,8 @@ import math
 import cv2
 import numpy as np
 
-from mirage_desktop.engine.face_detection import DEFAULT_DET_SIZE, Detections, Scratch, SCRFDDetector, box_iou
-from mirage_desktop.engine.frame import Face
+from mirage_desktop.vision.scrfd import DEFAULT_DET_SIZE, Detections, Scratch, SCRFDDetector, box_iou
+from mirage_desktop.vision.face import Face
 
 logger = logging.getLogger(__name__)
 

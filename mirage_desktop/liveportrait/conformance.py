@@ -1,6 +1,6 @@
 """Check our LivePortrait against the official numbers of a conformance kit (``golden/`` + synthetic weights).
 
-    python -m mirage_desktop.engine.liveportrait.conformance --golden DIR --weights DIR [--device cpu|cuda] [--half]
+    python -m mirage_desktop.liveportrait.conformance --golden DIR --weights DIR [--device cpu|cuda] [--half]
         [--dump DIR] [--threads N]
 
 Two scopes, each compared with its own tolerance from ``tolerances.json``:
@@ -31,10 +31,10 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
-from mirage_desktop.engine.liveportrait import motion
-from mirage_desktop.engine.liveportrait.loader import LivePortraitLoadError
-from mirage_desktop.engine.liveportrait.motion import KpInfo
-from mirage_desktop.engine.liveportrait.runner import DriveOptions, LivePortrait, SourceState, strict_float32
+from mirage_desktop.liveportrait import motion
+from mirage_desktop.liveportrait.loader import LivePortraitLoadError
+from mirage_desktop.liveportrait.motion import KpInfo
+from mirage_desktop.liveportrait.runner import DriveOptions, LivePortrait, SourceState, strict_float32
 
 logger = logging.getLogger(__name__)
 
@@ -378,7 +378,7 @@ def dump(arrays: Arrays, out_dir: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m mirage_desktop.engine.liveportrait.conformance",
+        prog="python -m mirage_desktop.liveportrait.conformance",
         description="Compare our LivePortrait networks and maths with a conformance kit's golden arrays.",
     )
     ap.add_argument("--golden", required=True, type=Path, help="the kit's golden/ folder (tolerances.json, *.npz)")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mirage_desktop.engine.liveportrait.motion_extractor import NUM_BINS, RawMotion
+from mirage_desktop.liveportrait.motion_extractor import NUM_BINS, RawMotion
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Per frame: crop the driving face from the tracked SCRFD keypoints, run the motion extractor, take the motion
 relative to a reference (neutral) frame, stitch, warp and decode, and paste the 512x512 face back into the whole
-portrait. The networks and the motion maths are :mod:`mirage_desktop.engine.liveportrait` — the same functions the
+portrait. The networks and the motion maths are :mod:`mirage_desktop.liveportrait` — the same functions the
 conformance command checks.
 """
 
@@ -20,13 +20,14 @@ import numpy as np
 import torch
 
 from mirage_desktop.config import Settings, bundled_avatar
-from mirage_desktop.engine.avatar_crop import DRIVING_FRAMING, SOURCE_FRAMING, cut_crop, face_square
-from mirage_desktop.engine.face_detection import FaceDetectionStage
-from mirage_desktop.engine.frame import Face, Frame
-from mirage_desktop.engine.liveportrait.loader import LivePortraitLoadError
-from mirage_desktop.engine.liveportrait.motion import KpInfo
-from mirage_desktop.engine.liveportrait.runner import DriveOptions, LivePortrait, SourceState, rgb_to_tensor
-from mirage_desktop.engine.paste_back import CanvasLayout, PasteBack
+from mirage_desktop.stages.avatar.crop import DRIVING_FRAMING, SOURCE_FRAMING, cut_crop, face_square
+from mirage_desktop.stages.face import FaceDetectionStage
+from mirage_desktop.engine.frame import Frame
+from mirage_desktop.vision.face import Face
+from mirage_desktop.liveportrait.loader import LivePortraitLoadError
+from mirage_desktop.liveportrait.motion import KpInfo
+from mirage_desktop.liveportrait.runner import DriveOptions, LivePortrait, SourceState, rgb_to_tensor
+from mirage_desktop.stages.avatar.paste_back import CanvasLayout, PasteBack
 from mirage_desktop.engine.sources import SourceError, load_image
 from mirage_desktop.engine.stage import Stage, StageUnavailable
 

@@ -34,8 +34,8 @@ def parse_enable(text: str) -> set[str]:
 def build_stages(settings: Settings) -> list[Stage]:
     """The model stages, switched on as the settings say (``MIRAGE_ENABLE_*`` or ``--enable``)."""
     stages: list[Stage] = []
-    from mirage_desktop.engine.avatar import AvatarStage
-    from mirage_desktop.engine.face_detection import FaceDetectionStage
+    from mirage_desktop.stages.avatar.stage import AvatarStage
+    from mirage_desktop.stages.face import FaceDetectionStage
 
     detector = FaceDetectionStage(settings)
     stages.append(detector)

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mirage_desktop.engine.liveportrait import motion
-from mirage_desktop.engine.liveportrait.loader import LivePortraitNetworks, load_networks
-from mirage_desktop.engine.liveportrait.motion import KpInfo
-from mirage_desktop.engine.liveportrait.warping import WarpOutput
+from mirage_desktop.liveportrait import motion
+from mirage_desktop.liveportrait.loader import LivePortraitNetworks, load_networks
+from mirage_desktop.liveportrait.motion import KpInfo
+from mirage_desktop.liveportrait.warping import WarpOutput
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mirage_desktop.engine.avatar_crop import FaceSquare, crop_matrix, feather_mask
+from mirage_desktop.stages.avatar.crop import FaceSquare, crop_matrix, feather_mask
 
 GENERATOR_SIZE = 512
 
