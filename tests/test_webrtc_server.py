@@ -581,3 +581,83 @@ def test_peer_source_never_ends_the_stream_and_matches_replies() -> None:
     assert source.take_reply_tag(Frame(image=second, index=1, t_capture=0.0, camera=second)) == (False, None)
     source.close()
     assert source.closed
+
+
+# The families /metrics answered before it moved to prometheus_client (saved from a running server): name, type, and
+# the label names of their samples. Dashboards and alerts depend on exactly these.
+METRIC_FAMILIES = {
+    "mirage_stage_latency_seconds": ("histogram", {("le", "stage"), ("stage",)}),
+    "mirage_end_to_end_latency_seconds": ("histogram", {("le",), ()}),
+    "mirage_stage_latency_quantile_seconds": ("gauge", {("quantile", "stage")}),
+    "mirage_end_to_end_latency_quantile_seconds": ("gauge", {("quantile",)}),
+    "mirage_stage_enabled": ("gauge", {("stage",)}),
+    "mirage_frames_per_second": ("gauge", {("direction",)}),
+    "mirage_frames_input": ("counter", {()}),
+    "mirage_frames_output": ("counter", {()}),
+    "mirage_frames_dropped": ("counter", {()}),
+    "mirage_uptime_seconds": ("gauge", {()}),
+    "mirage_gpu_memory_bytes": ("gauge", set()),  # no GPU here: declared, no samples
+    "mirage_webrtc_peers": ("gauge", {()}),
+    "mirage_webrtc_peers_max": ("gauge", {()}),
+    "mirage_webrtc_frames_sent": ("counter", {()}),
+    "mirage_webrtc_bytes_sent": ("counter", {()}),
+    "mirage_webrtc_peers_rejected": ("counter", {()}),
+}
+
+
+def test_metrics_keep_their_families_and_count_a_connected_peer(server: HttpServer) -> None:
+    async def go() -> str:
+        async with aiohttp.ClientSession() as http:
+            client = await connect(server, http, channel=False)
+            await until(lambda: len(client.sizes) >= 3, "video frames")
+            await connections(server, http)  # refreshes the peers' counters
+            text = await (await http.get(server.url + "metrics")).text()
+            await http.delete(server.url + f"webrtc/connections/{client.id}", headers=AUTH)
+            await client.pc.close()
+            return text
+
+    families = list(text_string_to_metric_families(run(go())))
+    found = {f.name: (f.type, {tuple(sorted(s.labels)) for s in f.samples}) for f in families}
+    assert found == METRIC_FAMILIES
+    values = {s.name: s.value for f in families for s in f.samples if not s.labels}
+    assert values["mirage_webrtc_peers"] == 1 and values["mirage_webrtc_peers_max"] == 4
+    assert values["mirage_webrtc_frames_sent_total"] >= 3 and values["mirage_webrtc_bytes_sent_total"] > 0
+
+
+def test_nothing_of_a_peer_outlives_it(server: HttpServer, engine: Engine) -> None:
+    import gc
+    import weakref
+
+    frame = jpeg_b64(np.full((60, 80, 3), 100, np.uint8))
+
+    async def go() -> list[weakref.ref[Any]]:
+        async with aiohttp.ClientSession() as http:
+            clients = [await connect(server, http) for _ in range(2)]
+            for client in clients:
+                await until(lambda c=client: c.channel.readyState == "open" and len(c.sizes) >= 2, "the peer")
+            for seq in range(40):  # the first drives (the engine's reply listener is on), the second is refused
+                clients[0].channel.send(json.dumps({"type": "frame", "image_jpeg_base64": frame, "seq": seq}))
+                try:
+                    await asyncio.wait_for(clients[0].message("frame"), 0.5)
+                    break
+                except asyncio.TimeoutError:
+                    continue
+            clients[1].channel.send(json.dumps({"type": "frame", "image_jpeg_base64": frame}))
+            assert (await clients[1].message("error"))["status"] == 409
+            assert server._fanout is not None and server._fanout.stats()["listeners"] == 2  # video + replies
+            peers = [server._registry.peers[c.id] for c in clients]  # type: ignore[union-attr]
+            tasks = [t for p in peers for t in p.tasks]
+            refs = [weakref.ref(p) for p in peers]
+            del peers
+            for client in clients:
+                assert (await http.delete(server.url + f"webrtc/connections/{client.id}", headers=AUTH)).status == 200
+                await client.pc.close()
+            await until(lambda: engine.source.describe() == "demo", "the engine's own source to come back")
+            assert all(t.done() for t in tasks)
+            return refs
+
+    refs = run(go())
+    gc.collect()
+    assert server.peers == 0
+    assert server._fanout.stats()["listeners"] == 0  # type: ignore[union-attr]  # no track, no reply listener
+    assert [r() for r in refs] == [None, None]  # nothing holds a closed peer

@@ -71,7 +71,8 @@ class FrameFanout(Output):
         self._listeners = (*self._listeners, listener)
 
     def remove_listener(self, listener: FrameListener) -> None:
-        self._listeners = tuple(x for x in self._listeners if x is not listener)
+        # ``==``, not ``is``: each ``obj.method`` access makes a new bound method, equal but never identical
+        self._listeners = tuple(x for x in self._listeners if x != listener)
 
     def _deliver(self) -> None:
         self._scheduled = False
