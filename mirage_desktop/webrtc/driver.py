@@ -85,6 +85,8 @@ class Driving:
         """Give the engine its pre-peer source back once no peer drives. Called again by the monitor, because a
         switch to a peer may still have been pending in the engine when the peer left."""
         current = self.engine.source
+        if self._restoring is not None and current is not self._restoring:
+            self._restoring = None  # the switch back happened: hold no left peer's source (nor its last frame)
         driver_source = self.driver.source if self.driver is not None else None
         if (isinstance(current, PeerSource) and current is not driver_source and current is not self._restoring
                 and self._base_source is not None):

@@ -114,12 +114,15 @@ class PeerRegistry:
         """Drops peers that never connect, ends silent drivers, keeps counters and the engine's source right."""
         while True:
             await asyncio.sleep(MONITOR_INTERVAL_S)
-            now = time.monotonic()
-            for peer in list(self.peers.values()):
-                if peer.closing:
-                    continue
-                if peer.pc.connectionState in ("new", "connecting") and now - peer.started_mono > CONNECT_TIMEOUT_S:
-                    await self.close(peer.id, f"not connected after {CONNECT_TIMEOUT_S:.0f} s")
-                    continue
-                await self.refresh(peer)
-            self.driving.check(now)
+            await self._tick(time.monotonic())
+
+    async def _tick(self, now: float) -> None:
+        # a method of its own, so that no peer stays referenced by the loop's variables while it sleeps
+        for peer in list(self.peers.values()):
+            if peer.closing:
+                continue
+            if peer.pc.connectionState in ("new", "connecting") and now - peer.started_mono > CONNECT_TIMEOUT_S:
+                await self.close(peer.id, f"not connected after {CONNECT_TIMEOUT_S:.0f} s")
+                continue
+            await self.refresh(peer)
+        self.driving.check(now)
