@@ -207,6 +207,8 @@ def test_real_registry_layout_and_pins() -> None:
         "liveportrait/base_models/warping_module.pth",
         "liveportrait/base_models/spade_generator.pth",
         "liveportrait/retargeting_models/stitching_retargeting_module.pth",
+        "liveportrait/landmark.onnx",
+        "insightface/models/buffalo_l/2d106det.onnx",
     }
     assert scrfd_path(Path("/m")) == Path("/m/scrfd/scrfd_2.5g_bnkps.onnx")
     for e in entries_for("liveportrait"):
