@@ -1,7 +1,6 @@
 import sys
 import threading
 
-import numpy as np
 import pytest
 
 from mirage_desktop.engine.metrics import LATENCY_BUCKETS, EngineMetrics, LatencyWindow, RateMeter
