@@ -28,6 +28,7 @@ from mirage_desktop.models.registry import RegistryEntry
 
 
 def hub_endpoint(endpoint: str | None) -> str:
+    """The hub base URL: ``endpoint``, else ``HF_ENDPOINT``, else huggingface_hub's default."""
     if endpoint:
         return endpoint.rstrip("/")
     from huggingface_hub import constants
