@@ -105,7 +105,7 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
     session = Session(settings, source, every_frame=args.every_frame, max_frames=args.frames)
     code = _prepare(session, args)
     if code:
-        session.close()
+        shut_down(session)
         return code
 
     engine = session.engine
