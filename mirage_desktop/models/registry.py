@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 logger = logging.getLogger(__name__)
 
-#: Feature names, as used by ``--enable`` and the window (see ``engine.factory.STAGE_NAMES``).
+#: Model groups (one per model stage; ``mirage_desktop.stages.specs`` says which stage needs which).
 FEATURES: tuple[str, ...] = ("scrfd", "liveportrait")
 #: Groups ``mirage-models download`` accepts.
 GROUPS: tuple[str, ...] = (*FEATURES, "all")
