@@ -1,8 +1,8 @@
 """The official LivePortrait options and the motion maths each one selects (``LivePortraitPipeline.execute``).
 
 :class:`DriveOptions` holds every option; :func:`driven_motion` is the option-dependent part of the keypoint maths
-(relative or absolute motion, animation region, single-image driving); :func:`eye_close_ratio` and
-:func:`lip_close_ratio` measure the eye and lip openings the retargeting MLPs and lip normalisation take. The runner
+(relative or absolute motion, animation region, single-image driving); :class:`FaceRatios` holds a face's eye and lip
+openings (measured by :mod:`.ratios`) that the retargeting MLPs and lip normalisation take. The runner
 (:meth:`LivePortrait.drive`) chains them with the expression-friendly step, stitching, retargeting, lip normalisation
 and the driving multiplier, in the official order. Keypoints are row vectors (B, 21, 3), as in :mod:`.motion`.
 """
@@ -17,6 +17,7 @@ from typing import Literal, NamedTuple, get_args
 import numpy as np
 import torch
 
+from mirage_desktop.liveportrait import ratios
 from mirage_desktop.liveportrait.motion import NUM_KP, KpInfo
 
 DrivingOption = Literal["expression-friendly", "pose-friendly"]
@@ -43,8 +44,6 @@ ABSOLUTE_EXP_ENTRIES: dict[int, tuple[int, ...]] = {
 }
 #: lip normalisation applies only when the source's lip ratio is at least this (the official default)
 LIP_NORMALIZE_THRESHOLD = 0.03
-#: the eps of the official ratio formulas
-RATIO_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -202,27 +201,6 @@ def driven_motion(
     return Motion(rotation=rotation, exp=exp, scale=scale, t=t, x_d=x_d)
 
 
-def _distance_ratio(lmk: np.ndarray, a: int, b: int, c: int, d: int) -> np.ndarray:
-    """|p_a - p_b| / (|p_c - p_d| + eps) per set, (N, 1), in the landmarks' dtype (float32 officially)."""
-    num = np.linalg.norm(lmk[:, a] - lmk[:, b], axis=1, keepdims=True)
-    den = np.linalg.norm(lmk[:, c] - lmk[:, d], axis=1, keepdims=True) + RATIO_EPS
-    return num / den
-
-
-def eye_close_ratio(lmk203: np.ndarray) -> np.ndarray:
-    """Eye openings [left, right] of (N, 203, 2) or (203, 2) landmarks -> (N, 2): lid gap over eye width."""
-    lmk = np.asarray(lmk203)
-    lmk = lmk[None] if lmk.ndim == 2 else lmk
-    return np.concatenate([_distance_ratio(lmk, 6, 18, 0, 12), _distance_ratio(lmk, 30, 42, 24, 36)], axis=1)
-
-
-def lip_close_ratio(lmk203: np.ndarray) -> np.ndarray:
-    """Mouth opening of (N, 203, 2) or (203, 2) landmarks -> (N, 1): inner-lip gap over mouth width."""
-    lmk = np.asarray(lmk203)
-    lmk = lmk[None] if lmk.ndim == 2 else lmk
-    return _distance_ratio(lmk, 90, 102, 48, 66)
-
-
 @dataclass(frozen=True)
 class FaceRatios:
     """One face's measured openings: ``eyes`` (1, 2) [left, right] and ``lip`` (1, 1), float32."""
@@ -233,4 +211,4 @@ class FaceRatios:
     @classmethod
     def from_landmarks(cls, lmk203: np.ndarray) -> FaceRatios:
         """From one face's 203 LivePortrait landmarks (any pixel frame: the ratios do not depend on scale)."""
-        return cls(eyes=eye_close_ratio(lmk203), lip=lip_close_ratio(lmk203))
+        return cls(eyes=ratios.eye_ratio(lmk203), lip=ratios.lip_ratio(lmk203))
