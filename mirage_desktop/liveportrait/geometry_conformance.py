@@ -30,6 +30,7 @@ from mirage_desktop.liveportrait import crop as geo
 from mirage_desktop.liveportrait import ratios
 from mirage_desktop.liveportrait.cropper import Cropper, track
 from mirage_desktop.liveportrait.kit_compare import SCOPES, Arrays, Check, Kit, Report, compare
+from mirage_desktop.liveportrait.loader import LivePortraitLoadError
 from mirage_desktop.liveportrait.paste_back import PasteBack
 from mirage_desktop.vision.landmarks import Landmark106, Landmark203
 
@@ -234,7 +235,10 @@ def drive_options_case(run: GeometryRun) -> ScopedArrays:
         provider = importlib.import_module(OPTION_CASES)
     except ImportError as exc:
         raise NotChecked(f"{OPTION_CASES} is not available ({exc})") from exc
-    arrays = provider.drive_option_arrays(run.kit.dir, run.golden_dir, run.weights_dir)
+    try:
+        arrays = provider.drive_option_arrays(run.kit.dir, run.golden_dir, run.weights_dir)
+    except LivePortraitLoadError as exc:  # the option maths run M on the networks kit's inputs: weights needed
+        raise NotChecked(f"needs the kit's synthetic weights in --weights ({exc})") from exc
     # the provider runs from the networks kit's inputs.npz through M: the end-to-end scope
     return {"end_to_end": {name: np.asarray(v) for name, v in arrays.items()}}
 
