@@ -43,9 +43,11 @@ class Tracked:
     outputs: list[np.ndarray]
 
 
-def track(model: Landmark203, image_rgb: np.ndarray, previous: np.ndarray | None) -> Tracked:
+def track(model: Landmark203, image_rgb: np.ndarray, previous: np.ndarray | None, bgr: bool = False) -> Tracked:
     """203 points from the crop around ``previous`` (106 or 203 points) or, without them, the whole image squeezed
-    to 224 (points scaled by max(H, W) / 224 on both axes, as officially: the aspect ratio is not restored)."""
+    to 224 (points scaled by max(H, W) / 224 on both axes, as officially: the aspect ratio is not restored).
+
+    ``bgr``: the image is a BGR camera frame; only the 224 crop's channels are reversed (the same blob)."""
     if previous is not None:
         crop = geo.crop_image(image_rgb, previous, geo.LANDMARK_RUNNER)
         img, m_c2o = crop.image, crop.M_c2o
@@ -55,7 +57,7 @@ def track(model: Landmark203, image_rgb: np.ndarray, previous: np.ndarray | None
         s = max(image_rgb.shape[:2]) / SIZE_203
         m_c2o = np.array([[s, 0.0, 0.0], [0.0, s, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
     assert img is not None
-    outputs = model.run(model.blob(img))
+    outputs = model.run(model.blob(img, bgr))
     return Tracked(geo.transform_points(model.points(outputs), m_c2o), crop, img, outputs)
 
 

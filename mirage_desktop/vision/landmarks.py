@@ -13,6 +13,7 @@ Both keep their input tensor between calls, so a frame allocates only what ONNX 
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -81,6 +82,13 @@ class Landmark106:
         self.output_name = outputs[0].name
         self._blob = np.zeros((1, 3, SIZE_106, SIZE_106), np.float32)
 
+    def clone(self):  # noqa: ANN201 - returns the same class
+        """The same ONNX Runtime session (its runs are thread-safe) with its own input buffer, for another thread
+        (the avatar stage crops portraits while the processing thread tracks faces)."""
+        twin = copy.copy(self)
+        twin._blob = np.zeros_like(self._blob)
+        return twin
+
     @staticmethod
     def align(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(192x192 crop, 2x3 float64 image -> crop matrix): centre on the box, 192 / (1.5 x longer side).
@@ -137,9 +145,18 @@ class Landmark203:
         self.output_names = [o.name for o in outputs]
         self._blob = np.zeros((1, 3, SIZE_203, SIZE_203), np.float32)
 
-    def blob(self, crop_rgb: np.ndarray) -> np.ndarray:
-        """NCHW float32 = RGB / 255 (the division in float32, as officially); reuses one buffer."""
-        np.divide(crop_rgb.transpose(2, 0, 1), np.float32(255.0), out=self._blob[0], dtype=np.float32)
+    def clone(self):  # noqa: ANN201 - returns the same class
+        """The same ONNX Runtime session (its runs are thread-safe) with its own input buffer, for another thread
+        (the avatar stage crops portraits while the processing thread tracks faces)."""
+        twin = copy.copy(self)
+        twin._blob = np.zeros_like(self._blob)
+        return twin
+
+    def blob(self, crop_rgb: np.ndarray, bgr: bool = False) -> np.ndarray:
+        """NCHW float32 = RGB / 255 (the division in float32, as officially); reuses one buffer. ``bgr``: the crop
+        is BGR (a camera frame's), its channels are reversed here instead of converting the whole frame."""
+        chw = crop_rgb.transpose(2, 0, 1)
+        np.divide(chw[::-1] if bgr else chw, np.float32(255.0), out=self._blob[0], dtype=np.float32)
         return self._blob
 
     def run(self, blob: np.ndarray) -> list[np.ndarray]:
