@@ -71,10 +71,12 @@ ANIMATION_DEFAULTS: dict[str, Any] = {
     "driving": "expression-friendly",  # or "pose-friendly"
     "region": "all",  # what your face moves: all, exp (expression), pose (head), lip, eyes
     "multiplier": 1.0,  # > 1 exaggerates the motion, < 1 damps it
-    "eyes": "off",  # "follow": eye openness follows yours; "target": held at eye_target; "off": no retargeting
+    "stitching": True,  # keep the shoulders in place
+    "eyes": "off",  # "driver": eye openness follows yours; "target": held at eye_target; "off": no retargeting
     "eye_target": 0.3,
     "lips": "off",  # as "eyes", for the mouth's openness
     "lip_target": 0.0,
+    "retargeting_only": False,  # with eyes or lips retargeted: only they move (the official retargeting mode)
     "normalize_lip": False,  # close the portrait's open mouth before animating
     "smoothing": 0.3,  # 0 = none, 1 = the heaviest
 }
@@ -82,8 +84,8 @@ ANIMATION_CHOICES: dict[str, tuple[str, ...]] = {
     "motion": ("relative", "absolute"),
     "driving": ("expression-friendly", "pose-friendly"),
     "region": ("all", "exp", "pose", "lip", "eyes"),
-    "eyes": ("follow", "target", "off"),
-    "lips": ("follow", "target", "off"),
+    "eyes": ("driver", "target", "off"),
+    "lips": ("driver", "target", "off"),
 }
 ANIMATION_RANGES: dict[str, tuple[float, float]] = {
     "multiplier": (0.0, 2.0),

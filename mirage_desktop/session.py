@@ -42,14 +42,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-#: The one place that knows the avatar stage's option names: each stage option, the Animation settings it reads
-#: (:data:`~mirage_desktop.config.ANIMATION_DEFAULTS`) and its value from them.
+#: The one place that knows the avatar stage's option names (:class:`AvatarOptions`): each stage option, the
+#: Animation settings it reads (:data:`~mirage_desktop.config.ANIMATION_DEFAULTS`) and its value from them. A stage
+#: option this build's stage lacks is skipped, and the settings it reads are reported unsupported.
 ANIMATION_BINDING: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, Any]], Any]]] = {
     "relative_pose": (("motion",), lambda a: a["motion"] == "relative"),
     "expression_friendly": (("driving",), lambda a: a["driving"] == "expression-friendly"),
+    "animation_region": (("region",), lambda a: a["region"]),
     "driving_multiplier": (("multiplier",), lambda a: a["multiplier"]),
-    "eye_ratio": (("eyes", "eye_target"), lambda a: a["eye_target"] if a["eyes"] == "target" else None),
-    "lip_ratio": (("lips", "lip_target"), lambda a: a["lip_target"] if a["lips"] == "target" else None),
+    "stitching": (("stitching",), lambda a: a["stitching"]),
+    "eyes": (("eyes",), lambda a: a["eyes"]),
+    "eye_target": (("eye_target",), lambda a: a["eye_target"]),
+    "lips": (("lips",), lambda a: a["lips"]),
+    "lip_target": (("lip_target",), lambda a: a["lip_target"]),
+    "retargeting_only": (("retargeting_only",), lambda a: a["retargeting_only"]),
+    "normalize_lip": (("normalize_lip",), lambda a: a["normalize_lip"]),
     "smoothing": (("smoothing",), lambda a: a["smoothing"]),
 }
 

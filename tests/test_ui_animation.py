@@ -64,12 +64,13 @@ def _saved() -> dict:
 def test_animation_settings_are_checked_on_load(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "settings.json"
     path.write_text(json.dumps({"animation": {"motion": "absolute", "region": "ears", "multiplier": 7,
-                                              "smoothing": 0.5, "eyes": "follow", "bogus": 1}}))
+                                              "smoothing": 0.5, "eyes": "driver", "lips": "follow", "bogus": 1}}))
     with caplog.at_level(logging.WARNING):
         settings = load_settings(path, env={})
-    assert settings.animation == {**ANIMATION_DEFAULTS, "motion": "absolute", "smoothing": 0.5, "eyes": "follow"}
+    assert settings.animation == {**ANIMATION_DEFAULTS, "motion": "absolute", "smoothing": 0.5, "eyes": "driver"}
     text = caplog.text
     assert "region='ears'" in text and "all, exp, pose, lip, eyes" in text  # names the bad value and the choices
+    assert "lips='follow'" in text and "driver, target, off" in text
     assert "multiplier=7" in text and "from 0.0 to 2.0" in text
     assert "Unknown animation option 'bogus'" in text
     assert animation_options("not a dict") == ANIMATION_DEFAULTS
@@ -82,7 +83,7 @@ def test_each_control_changes_the_avatar_stage(qtbot, tmp_path: Path) -> None:  
     assert panel.expanded
     options = _stage_options(window)
     assert (options.relative_pose, options.expression_friendly, options.driving_multiplier) == (True, True, 1.0)
-    assert (options.eye_ratio, options.lip_ratio, options.smoothing) == (None, None, 0.3)
+    assert options.smoothing == pytest.approx(0.3)
 
     panel.driving.click("pose-friendly")
     assert _stage_options(window).expression_friendly is False
@@ -91,64 +92,71 @@ def test_each_control_changes_the_avatar_stage(qtbot, tmp_path: Path) -> None:  
     assert not panel.driving.isEnabled() and not panel.normalize_lip.isEnabled()  # relative-only options
     panel.motion.click("relative")
     assert _stage_options(window).relative_pose is True and panel.driving.isEnabled()
-
     panel.multiplier.slider.setValue(150)
     assert _stage_options(window).driving_multiplier == pytest.approx(1.5)
     assert panel.multiplier.label.text() == "1.50×"
     panel.smoothing.slider.setValue(0)
     assert _stage_options(window).smoothing == 0.0
 
-    assert not panel.eye_target.isEnabled()  # only a target needs the slider
-    panel.eyes.click("target")
-    assert panel.eye_target.isEnabled()
-    assert _stage_options(window).eye_ratio == pytest.approx(ANIMATION_DEFAULTS["eye_target"])
-    panel.eye_target.slider.setValue(45)
-    assert _stage_options(window).eye_ratio == pytest.approx(0.45)
-    panel.eyes.click("off")
-    assert _stage_options(window).eye_ratio is None
-
-    panel.lips.click("target")
-    panel.lip_target.slider.setValue(60)
-    assert _stage_options(window).lip_ratio == pytest.approx(0.6)
-
     supported = window.session.supported_animation_options()
-    index = panel.region.findData("lip")
-    panel.region.setCurrentIndex(index)
-    panel.region.activated.emit(index)  # as a pick in the (native) popup
+    for key in set(ANIMATION_DEFAULTS) - supported:  # an older avatar stage: greyed out, saying why
+        assert not panel.controls[key].isEnabled() and "Not available" in panel.controls[key].toolTip()
+    if {"eyes", "eye_target", "lips", "lip_target", "retargeting_only"} <= supported:
+        assert not panel.eye_target.isEnabled() and not panel.retargeting_only.isEnabled()
+        panel.eyes.click("target")  # only a target needs the slider, only retargeting the "only" switch
+        assert panel.eye_target.isEnabled() and panel.retargeting_only.isEnabled()
+        panel.eye_target.slider.setValue(45)
+        assert (_stage_options(window).eyes, _stage_options(window).eye_target) == ("target", pytest.approx(0.45))
+        panel.eyes.click("driver")
+        assert _stage_options(window).eyes == "driver" and not panel.eye_target.isEnabled()
+        panel.retargeting_only.click()
+        assert _stage_options(window).retargeting_only is True
+        panel.lips.click("target")
+        panel.lip_target.slider.setValue(60)
+        assert (_stage_options(window).lips, _stage_options(window).lip_target) == ("target", pytest.approx(0.6))
+        panel.eyes.click("off")
+        assert _stage_options(window).eyes == "off"
     if "region" in supported:
+        index = panel.region.findData("lip")
+        panel.region.setCurrentIndex(index)
+        panel.region.activated.emit(index)  # as a pick in the (native) popup
         assert _stage_options(window).animation_region == "lip"
-    else:
-        assert not panel.region.isEnabled() and "Not available" in panel.region.toolTip()
-    assert window.settings.animation["region"] == "lip"
+        assert window.settings.animation["region"] == "lip"
+    if "normalize_lip" in supported:
+        panel.normalize_lip.click()
+        assert _stage_options(window).normalize_lip is True
+    if "stitching" in supported:
+        panel.stitching.click()
+        assert _stage_options(window).stitching is False
 
-    qtbot.waitUntil(lambda: _saved().get("animation", {}).get("lip_target") == pytest.approx(0.6), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: _saved().get("animation", {}).get("smoothing") == 0.0, timeout=WAIT_MS)
     panel.reset.click()
     assert window.settings.animation == ANIMATION_DEFAULTS
     assert panel.values() == ANIMATION_DEFAULTS
     options = _stage_options(window)
-    assert (options.eye_ratio, options.lip_ratio, options.driving_multiplier) == (None, None, 1.0)
+    assert (options.relative_pose, options.driving_multiplier, options.smoothing) == (True, 1.0, pytest.approx(0.3))
+    if "eyes" in supported:
+        assert (options.eyes, options.lips, options.retargeting_only) == ("off", "off", False)
     assert _saved()["animation"] == ANIMATION_DEFAULTS
 
 
 def test_animation_options_survive_a_restart(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     first = _open(qtbot, _settings(tmp_path))
     first.animation.motion.click("absolute")
-    first.animation.lips.click("target")
-    first.animation.lip_target.slider.setValue(25)
     first.animation.multiplier.slider.setValue(80)
+    first.animation.smoothing.slider.setValue(55)
     first.animation.header.click()  # fold the card
     assert not first.animation.expanded
     first.close()
-    assert _saved()["animation"]["lip_target"] == pytest.approx(0.25)
+    assert _saved()["animation"]["multiplier"] == pytest.approx(0.8)
 
     second = _open(qtbot, _settings(tmp_path))
     assert not second.animation.expanded
     values = second.animation.values()
-    assert (values["motion"], values["lips"], values["lip_target"], values["multiplier"]) == ("absolute", "target",
-                                                                                             0.25, 0.8)
+    assert (values["motion"], values["multiplier"], values["smoothing"]) == ("absolute", 0.8, 0.55)
     options = _stage_options(second)
     assert options.relative_pose is False
-    assert options.lip_ratio == pytest.approx(0.25) and options.driving_multiplier == pytest.approx(0.8)
+    assert options.driving_multiplier == pytest.approx(0.8) and options.smoothing == pytest.approx(0.55)
 
 
 # ------------------------------------------------------------------------------------------------ 1-9 keys

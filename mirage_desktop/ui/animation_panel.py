@@ -42,6 +42,8 @@ TIPS = {
     "region": "Which part of your face moves the avatar: everything, only the expression, only the head's pose, "
               "only the lips or only the eyes.",
     "multiplier": "How strongly your motion moves the avatar: above 1x exaggerates it, below 1x damps it.",
+    "stitching": "Keeps the avatar's shoulders and neck in place while the head moves. Off: the whole crop moves, "
+                 "which can show a seam.",
     "eyes": "Follow: the avatar's eyes open and close as much as yours, measured every frame (the head keeps "
             "moving). Target: its eyes stay at the openness of the slider. Off: the eyes move with the rest of "
             "the expression.",
@@ -50,6 +52,8 @@ TIPS = {
             "Target: its mouth stays at the openness of the slider. Off: the mouth moves with the rest of the "
             "expression.",
     "lip_target": "How open the avatar's mouth is held: 0 closed, higher wider open.",
+    "retargeting_only": "With eyes or lips on Follow me or Target: only the eyes and lips move, the head stays "
+                        "still (the official retargeting mode).",
     "normalize_lip": "Closes the portrait's mouth first when it is open in the photo, so your closed mouth closes "
                      "the avatar's too (relative motion only).",
     "smoothing": "Calms small jitter of the motion when you hold still; fast moves still come through. 0 is off.",
@@ -178,25 +182,33 @@ class AnimationPanel(QFrame):
         for value, label in REGION_LABELS.items():
             self.region.addItem(label, value)
         self.multiplier = ValueSlider("multiplier", "{:.2f}×")
-        self.eyes = Segmented({"follow": "Follow me", "target": "Target", "off": "Off"})
+        self.eyes = Segmented({"driver": "Follow me", "target": "Target", "off": "Off"})
         self.eye_target = ValueSlider("eye_target")
-        self.lips = Segmented({"follow": "Follow me", "target": "Target", "off": "Off"})
+        self.lips = Segmented({"driver": "Follow me", "target": "Target", "off": "Off"})
         self.lip_target = ValueSlider("lip_target")
         self.normalize_lip = QCheckBox("Close the portrait's mouth first")
         _no_focus(self.normalize_lip)
+        self.stitching = QCheckBox("Keep the shoulders still")
+        _no_focus(self.stitching)
+        self.retargeting_only = QCheckBox("Only eyes and lips move")
+        _no_focus(self.retargeting_only)
         self.smoothing = ValueSlider("smoothing")
         self.reset = QPushButton("Reset to defaults")
         _no_focus(self.reset)
 
         self.controls: dict[str, QWidget] = {
             "motion": self.motion, "driving": self.driving, "region": self.region, "multiplier": self.multiplier,
-            "eyes": self.eyes, "eye_target": self.eye_target, "lips": self.lips, "lip_target": self.lip_target,
+            "stitching": self.stitching, "eyes": self.eyes, "eye_target": self.eye_target, "lips": self.lips,
+            "lip_target": self.lip_target, "retargeting_only": self.retargeting_only,
             "normalize_lip": self.normalize_lip, "smoothing": self.smoothing,
+        }
+        self.checkboxes: dict[str, QCheckBox] = {
+            "stitching": self.stitching, "retargeting_only": self.retargeting_only, "normalize_lip": self.normalize_lip,
         }
         self.labels: dict[str, QLabel] = {}
         rows = (("motion", "Motion"), ("driving", "Friendly to"), ("region", "Moves"), ("multiplier", "Strength"),
-                ("eyes", "Eyes"), ("eye_target", ""), ("lips", "Lips"), ("lip_target", ""),
-                ("normalize_lip", ""), ("smoothing", "Smoothing"))
+                ("stitching", ""), ("eyes", "Eyes"), ("eye_target", ""), ("lips", "Lips"), ("lip_target", ""),
+                ("retargeting_only", ""), ("normalize_lip", ""), ("smoothing", "Smoothing"))
         for row, (key, text) in enumerate(rows):
             label = QLabel(text)
             label.setObjectName("hint")
@@ -218,7 +230,8 @@ class AnimationPanel(QFrame):
             slider: ValueSlider = self.controls[key]  # type: ignore[assignment]
             slider.moved.connect(lambda value, k=key: self._emit(k, value))
         self.region.activated.connect(lambda index: self._emit("region", self.region.itemData(index)))
-        self.normalize_lip.toggled.connect(lambda on: self._emit("normalize_lip", bool(on)))
+        for key, box in self.checkboxes.items():
+            box.toggled.connect(lambda on, k=key: self._emit(k, bool(on)))
         self.reset.clicked.connect(self.reset_requested)
 
         self._unsupported: set[str] = set()
@@ -230,9 +243,10 @@ class AnimationPanel(QFrame):
         """What the controls show, as the session's options."""
         return {
             "motion": self.motion.value(), "driving": self.driving.value(), "region": self.region.currentData(),
-            "multiplier": self.multiplier.value(), "eyes": self.eyes.value(), "eye_target": self.eye_target.value(),
-            "lips": self.lips.value(), "lip_target": self.lip_target.value(),
-            "normalize_lip": self.normalize_lip.isChecked(), "smoothing": self.smoothing.value(),
+            "multiplier": self.multiplier.value(), "stitching": self.stitching.isChecked(), "eyes": self.eyes.value(),
+            "eye_target": self.eye_target.value(), "lips": self.lips.value(), "lip_target": self.lip_target.value(),
+            "retargeting_only": self.retargeting_only.isChecked(), "normalize_lip": self.normalize_lip.isChecked(),
+            "smoothing": self.smoothing.value(),
         }
 
     def show_options(self, options: Mapping[str, Any]) -> None:
@@ -242,9 +256,10 @@ class AnimationPanel(QFrame):
         for key in ("multiplier", "eye_target", "lip_target", "smoothing"):
             self.controls[key].set_value(float(options[key]))  # type: ignore[attr-defined]
         self.region.setCurrentIndex(max(0, self.region.findData(options["region"])))
-        self.normalize_lip.blockSignals(True)
-        self.normalize_lip.setChecked(bool(options["normalize_lip"]))
-        self.normalize_lip.blockSignals(False)
+        for key, box in self.checkboxes.items():
+            box.blockSignals(True)
+            box.setChecked(bool(options[key]))
+            box.blockSignals(False)
         self._show_dependencies()
 
     def set_supported(self, keys: Iterable[str]) -> None:
@@ -256,14 +271,15 @@ class AnimationPanel(QFrame):
         self._show_dependencies()
 
     def _show_dependencies(self) -> None:
-        """Targets only matter in Target mode; the expression-friendly choice and lip normalisation only in
-        relative motion (as officially)."""
+        """Targets only matter in Target mode, "only eyes and lips" only when one of them is retargeted, the
+        expression-friendly choice and lip normalisation only in relative motion (as officially)."""
         enabled = {key: key not in self._unsupported for key in self.controls}
         relative = self.motion.value() == "relative"
         enabled["driving"] &= relative
         enabled["normalize_lip"] &= relative
         enabled["eye_target"] &= self.eyes.value() == "target"
         enabled["lip_target"] &= self.lips.value() == "target"
+        enabled["retargeting_only"] &= (self.eyes.value(), self.lips.value()) != ("off", "off")
         for key, widget in self.controls.items():
             widget.setEnabled(enabled[key])
 
