@@ -10,19 +10,29 @@ hand-over to the engine safe against :meth:`Session.close`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from mirage_desktop.config import Settings, bundled_avatar, save_settings
+from mirage_desktop.config import (
+    ANIMATION_DEFAULTS,
+    Settings,
+    animation_options,
+    bundled_avatar,
+    check_animation_option,
+    save_settings,
+)
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource, Source, SourceError, load_image
 from mirage_desktop.engine.stage import StageStatus, StageUnavailable
 from mirage_desktop.stages.avatar.stage import AvatarError, AvatarStage
+from mirage_desktop.stages.face import FaceDetectionStage
 from mirage_desktop.stages.factory import build_engine, make_engine_source
-from mirage_desktop.stages.specs import LIVEPORTRAIT, STAGE_SPECS, stage_spec
+from mirage_desktop.stages.specs import LIVEPORTRAIT, SCRFD, STAGE_SPECS, stage_spec
 
 if TYPE_CHECKING:
     from mirage_desktop.outputs.recorder import Recorder
@@ -30,6 +40,25 @@ if TYPE_CHECKING:
     from mirage_desktop.webrtc.server import HttpServer
 
 logger = logging.getLogger(__name__)
+
+
+#: The one place that knows the avatar stage's option names (:class:`AvatarOptions`): each stage option, the
+#: Animation settings it reads (:data:`~mirage_desktop.config.ANIMATION_DEFAULTS`) and its value from them. A stage
+#: option this build's stage lacks is skipped, and the settings it reads are reported unsupported.
+ANIMATION_BINDING: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, Any]], Any]]] = {
+    "relative_pose": (("motion",), lambda a: a["motion"] == "relative"),
+    "expression_friendly": (("driving",), lambda a: a["driving"] == "expression-friendly"),
+    "animation_region": (("region",), lambda a: a["region"]),
+    "driving_multiplier": (("multiplier",), lambda a: a["multiplier"]),
+    "stitching": (("stitching",), lambda a: a["stitching"]),
+    "eyes": (("eyes",), lambda a: a["eyes"]),
+    "eye_target": (("eye_target",), lambda a: a["eye_target"]),
+    "lips": (("lips",), lambda a: a["lips"]),
+    "lip_target": (("lip_target",), lambda a: a["lip_target"]),
+    "retargeting_only": (("retargeting_only",), lambda a: a["retargeting_only"]),
+    "normalize_lip": (("normalize_lip",), lambda a: a["normalize_lip"]),
+    "smoothing": (("smoothing",), lambda a: a["smoothing"]),
+}
 
 
 class SessionClosed(RuntimeError):
@@ -62,6 +91,8 @@ class Session:
         self.recorder: Recorder | None = None
         self._lock = threading.Lock()  # guards the outputs' hand-over against close()
         self._closed = False
+        settings.animation = animation_options(settings.animation)
+        self._apply_animation()
 
     # ================================================================================================ settings
     def save(self) -> Path:
@@ -130,6 +161,62 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - told to the user; the video goes on
             return "error", f"Recalibrate failed: {exc}"
         return "info", "Recalibrated: your current pose is the neutral pose now."
+
+    # ================================================================================================ animation
+    def set_animation_options(self, **changes: Any) -> dict[str, Any]:
+        """Change Animation options (the keys and values of ``ANIMATION_DEFAULTS``): the avatar stage uses them from
+        the next frame and the settings keep them. ConfigError naming the allowed values for a bad one (nothing is
+        changed then). Returns every option as it now stands. The window's Animation section and a remote client
+        both come through here."""
+        checked = {key: check_animation_option(key, value) for key, value in changes.items()}
+        self.settings.animation = {**animation_options(self.settings.animation), **checked}
+        self._apply_animation()
+        return dict(self.settings.animation)
+
+    def reset_animation_options(self) -> dict[str, Any]:
+        """Every Animation option back to its default."""
+        return self.set_animation_options(**ANIMATION_DEFAULTS)
+
+    def supported_animation_options(self) -> set[str]:
+        """The Animation options this build's avatar stage honours (all of them when there is no stage: they are
+        only remembered then)."""
+        stage = self.avatar_stage
+        if stage is None:
+            return set(ANIMATION_DEFAULTS)
+        fields = {f.name for f in dataclasses.fields(stage.options)}
+        return {key for name, (reads, _) in ANIMATION_BINDING.items() if name in fields for key in reads}
+
+    def _apply_animation(self) -> None:
+        """Hand the stage only the options whose value changes (some, like the motion mode, recalibrate)."""
+        stage = self.avatar_stage
+        if stage is None:
+            return
+        current = stage.options
+        fields = {f.name for f in dataclasses.fields(current)}
+        animation = self.settings.animation
+        changes = {name: value for name, (_, value_of) in ANIMATION_BINDING.items() if name in fields
+                   for value in (value_of(animation),) if getattr(current, name) != value}
+        if changes:
+            stage.set_options(**changes)
+
+    # ================================================================================================ faces
+    @property
+    def face_stage(self) -> FaceDetectionStage | None:
+        if not self.has_stage(SCRFD.name):
+            return None
+        stage = self.engine.stage(SCRFD.name)
+        return stage if isinstance(stage, FaceDetectionStage) else None
+
+    def pick_face(self, x: float, y: float) -> tuple[str, str]:
+        """Make the face at camera pixel (x, y) the one that drives the avatar, from the next frame (a point on no
+        face keeps the current driver); returns (level, message)."""
+        stage = self.face_stage
+        if stage is None:
+            return "warning", f"Picking a face needs {SCRFD.label}, which is not available in this build."
+        if not stage.enabled:
+            return "info", f"Switch on {SCRFD.label} ({SCRFD.shortcut}) to pick the face that drives the avatar."
+        stage.pick_face(x, y)
+        return "info", "The face you clicked drives the avatar now (outlined); a click on no face changes nothing."
 
     # ================================================================================================ avatar
     def set_avatar(self, path: Path, copy_to: Path | None = None) -> tuple[Path, str]:

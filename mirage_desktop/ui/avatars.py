@@ -76,6 +76,12 @@ class AvatarController(QObject):
         inside = path.resolve().parent == avatar_dir.resolve() if avatar_dir.exists() else False
         self._set(path, None if inside else unique_destination(avatar_dir, path.name))
 
+    def pick_number(self, number: int) -> None:
+        """The number key ``number`` (1-9): the gallery's ``number``-th portrait becomes the avatar."""
+        if self.picker.list.isEnabled() and not self.picker.pick(number - 1):
+            count = len(self.picker.paths())
+            self.message.emit("info", f"No avatar {number}: the gallery has {count}. Add portraits with Ctrl+O.")
+
     @Slot(object)
     def choose(self, path: Path) -> None:
         self._set(path, None)

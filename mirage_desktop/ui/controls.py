@@ -1,4 +1,4 @@
-"""The side panel: source, avatar, model switches, outputs and view options.
+"""The side panel: source, avatar, model switches, animation options, outputs and view options.
 
 It only shows state and emits what the user asked for; :class:`~mirage_desktop.ui.main_window.MainWindow` talks to
 the engine. Every control keeps keyboard focus off (``NoFocus``) so Space always means "Recalibrate".
@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from mirage_desktop.engine.stage import StageStatus
 from mirage_desktop.stages.specs import STAGE_SPECS, stage_spec
+from mirage_desktop.ui.animation_panel import AnimationPanel
 from mirage_desktop.ui.avatar_picker import AvatarPicker
 
 logger = logging.getLogger(__name__)
@@ -192,6 +193,10 @@ class ControlsPanel(QWidget):
         recal_row.addWidget(key)
         models.body.addLayout(recal_row)
         layout.addWidget(models)
+
+        # Animation (folds away)
+        self.animation = AnimationPanel()
+        layout.addWidget(self.animation)
 
         # Outputs
         outputs = Section("Outputs")

@@ -5,7 +5,8 @@ preview through a Qt signal (at most one in flight), engine messages through ano
 the camera, probing cameras, preparing an avatar, downloading models, starting outputs) runs on a
 :class:`WorkerPool` thread whose result or exception comes back by signal. Errors a user can cause end up in a
 banner, never in a modal dialog. The avatar gallery, the Outputs card and the download dialog have their own
-controllers (:mod:`.avatars`, :mod:`.outputs_panel`, :mod:`.downloads`).
+controllers (:mod:`.avatars`, :mod:`.outputs_panel`, :mod:`.downloads`); the Animation card's options go straight to
+:meth:`Session.set_animation_options`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import QFileDialog, QFrame, QLabel, QMainWindow, QScrollArea, QSplitter, QVBoxLayout, QWidget
 
-from mirage_desktop.config import Settings, bundled_avatar
+from mirage_desktop.config import ConfigError, Settings, bundled_avatar
 from mirage_desktop.engine.outputs import CallbackOutput
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource, Source, SourceError, list_cameras
@@ -40,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 VIDEO_FILTER = "Videos (*.mp4 *.mov *.avi *.mkv *.webm *.m4v);;All files (*)"
 MARGINS = (12, 12, 12, 8)
+#: A slider sends many changes a second: each applies at once, the settings file is written once it rests.
+SAVE_DELAY_MS = 400
 
 
 def device_description(device: str) -> str:
@@ -109,6 +113,7 @@ class MainWindow(QMainWindow):
         self.latency = LatencyPanel()
         self.controls = ControlsPanel(settings.avatar_dir, bundled_avatar())
         self.avatar_picker = self.controls.avatar_picker
+        self.animation = self.controls.animation
         self._build_layout()
         self.banner = MessageBanner(self.preview_frame)
         self._build_status_bar()
@@ -120,6 +125,11 @@ class MainWindow(QMainWindow):
         self._build_shortcuts()
         self._show_initial_state()
         self._restore_ui_state()
+
+        self._save_timer = QTimer(self)
+        self._save_timer.setSingleShot(True)
+        self._save_timer.setInterval(SAVE_DELAY_MS)
+        self._save_timer.timeout.connect(self.save)
 
         self._stats_timer = QTimer(self)
         self._stats_timer.setInterval(int(UPDATE_INTERVAL_S * 1000))
@@ -186,6 +196,10 @@ class MainWindow(QMainWindow):
         c.download_requested.connect(self.download_models)
         c.recalibrate_requested.connect(self.recalibrate)
         c.inset_toggled.connect(self.set_inset_visible)
+        c.animation.changed.connect(self.set_animation_option)
+        c.animation.reset_requested.connect(self.reset_animation)
+        c.animation.expanded_changed.connect(self._on_animation_folded)
+        self.preview.face_clicked.connect(self.pick_face)
 
     def _build_shortcuts(self) -> None:
         bindings = {spec.shortcut: (lambda name=spec.name: self.toggle_stage(name)) for spec in STAGE_SPECS}
@@ -196,6 +210,7 @@ class MainWindow(QMainWindow):
             "Escape": self.leave_full_screen,
             "Ctrl+Q": self.close,
         })
+        bindings.update({str(n): (lambda n=n: self.avatars.pick_number(n)) for n in range(1, 10)})
         self.shortcuts: dict[str, QShortcut] = {}
         for keys, slot in bindings.items():
             shortcut = QShortcut(QKeySequence(keys), self)
@@ -211,6 +226,8 @@ class MainWindow(QMainWindow):
                 toggle.set_available(False, "Not available in this build.")
         self.controls.set_sources([], self.settings.source if self.engine.source.name != "demo" else "demo")
         self.avatar_picker.refresh(self.settings.avatar)
+        self.animation.show_options(self.settings.animation)
+        self.animation.set_supported(self.session.supported_animation_options())
 
     def _show_stage(self, name: str) -> None:
         self.controls.stages[name].show_status(self.engine.stage(name).enabled, self.session.stage_status(name))
@@ -256,6 +273,7 @@ class MainWindow(QMainWindow):
             return
         self._shut_down = True
         self._stats_timer.stop()
+        self._save_timer.stop()
         self._save_ui_state()
         self.save()
         self.engine.remove_listener(self._engine_messages)
@@ -307,6 +325,8 @@ class MainWindow(QMainWindow):
                 reason = f"{stage.label}: {status.reason}"
         if not reason and not self.engine.running and self.engine.finished.is_set():
             reason = "The source stopped; choose another one."
+        avatar = self.session.avatar_stage
+        self.preview.animating = avatar is not None and avatar.enabled and avatar.status().state == "ready"
         vcam_error = self.outputs.virtual_camera_error()
         if not reason and vcam_error:
             reason = f"Virtual camera: {vcam_error}"
@@ -371,6 +391,34 @@ class MainWindow(QMainWindow):
     @Slot()
     def recalibrate(self) -> None:
         self.show_message(*self.session.recalibrate())
+
+    # ================================================================================================ animation
+    @Slot(str, object)
+    def set_animation_option(self, key: str, value: Any) -> None:
+        """One Animation option changed: the avatar uses it from the next frame; the settings keep it."""
+        try:
+            self.session.set_animation_options(**{key: value})
+        except ConfigError as exc:
+            self.show_message("error", str(exc))
+            self.animation.show_options(self.settings.animation)
+            return
+        self._save_timer.start()
+
+    @Slot()
+    def reset_animation(self) -> None:
+        self.animation.show_options(self.session.reset_animation_options())
+        self.save()
+        self.show_message("info", "Animation options are back to their defaults.", 4000)
+
+    @Slot(bool)
+    def _on_animation_folded(self, expanded: bool) -> None:
+        self.settings.ui["animation_open"] = bool(expanded)
+
+    @Slot(float, float)
+    def pick_face(self, x: float, y: float) -> None:
+        """A click on a face in the camera picture: that face drives the avatar from now on."""
+        level, text = self.session.pick_face(x, y)
+        self.show_message(level, text, 4000)
 
     @Slot(str)
     def download_models(self, name: str) -> None:
@@ -450,6 +498,7 @@ class MainWindow(QMainWindow):
         self.controls.show_inset.setChecked(inset)
         self.controls.show_inset.blockSignals(False)
         self.preview.set_inset_visible(inset)
+        self.animation.set_expanded(bool(self.settings.ui.get("animation_open", True)))
         restore_geometry(self, self.splitter, self.settings.ui)
 
     def _save_ui_state(self) -> None:
