@@ -11,6 +11,7 @@ Endpoints (token = ``Authorization: Bearer <token>``):
 - ``GET /metrics``: Prometheus text. No token (numbers only).
 - ``POST /webrtc/offer``: ``{"sdp", "type": "offer"}`` -> ``{"sdp", "type": "answer", "id"}``. Token.
 - ``GET /webrtc/connections``, ``DELETE /webrtc/connections/{id}``. Token.
+- ``/control/...``: stage switches, avatar upload, animation options, model status, stats (see :mod:`.control`).
 - ``POST /whep`` (RFC 9725): SDP offer -> ``201 Created``, SDP answer, ``Location: /whep/{id}``;
   ``DELETE /whep/{id}`` hangs up. Token.
 """
@@ -41,6 +42,7 @@ from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import Source
 from mirage_desktop.webrtc import metrics_text
 from mirage_desktop.webrtc.auth import check_request, json_error
+from mirage_desktop.webrtc.control import add_control_routes
 from mirage_desktop.webrtc.peer import BadRequest, Peer, check_sdp, decode_jpeg_base64, encode_jpeg_base64
 from mirage_desktop.webrtc.peer_source import PeerSource, pump_track
 from mirage_desktop.webrtc.tracks import EngineVideoTrack, FrameFanout
@@ -94,6 +96,8 @@ class HttpServer:
         if self.max_peers < 1:
             raise ValueError(f"max_peers {self.max_peers} must be at least 1.")
         self._fixed_token = token or None
+        self.ssl_context: Any = None  # an ssl.SSLContext to serve HTTPS itself (--tls-cert/--tls-key); set before start
+        self.ice_servers: list[Any] = []  # RTCIceServer (STUN/TURN, --ice-server) for engines behind NAT
         if self._fixed_token is None:
             settings.ensure_token()
         self._thread: threading.Thread | None = None
@@ -125,7 +129,7 @@ class HttpServer:
             host = "127.0.0.1" if host == "0.0.0.0" else "::1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}/"
+        return f"{'https' if self.ssl_context is not None else 'http'}://{host}:{self.port}/"
 
     @property
     def peers(self) -> int:
@@ -224,7 +228,7 @@ class HttpServer:
         app = self._make_app()
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         addresses = self._runner.addresses
         if addresses:
@@ -264,6 +268,7 @@ class HttpServer:
         app.router.add_delete("/whep/{id}", self._whep_delete)
         app.router.add_route("PATCH", "/whep/{id}", self._whep_patch)
         app.router.add_route("OPTIONS", "/whep/{id}", self._whep_options)
+        add_control_routes(app, self.engine, self.settings, self._authorize)
         return app
 
     @web.middleware
@@ -394,7 +399,7 @@ class HttpServer:
                 503, f"Too many peers: {len(self._peers)} of {self.max_peers} are connected. Hang one up "
                      "(DELETE /webrtc/connections/{id}) or raise max_peers in the settings.", {"Retry-After": "10"}))
         peer_id = secrets.token_hex(8)
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # host candidates only: no STUN lookups
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self.ice_servers)))  # none: host candidates only
         peer = Peer(id=peer_id, kind=kind, remote=remote, pc=pc,
                     started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         self._peers[peer_id] = peer  # counted at once, so concurrent offers respect max_peers
@@ -414,6 +419,8 @@ class HttpServer:
                         else (self.settings.output_width, self.settings.output_height))
                 assert self._fanout is not None
                 peer.track = EngineVideoTrack(self._fanout, size)
+                peer.track.on_echo = lambda pts_in, pts_out, p=peer: self._send(
+                    p, {"type": "echo", "in_pts": pts_in, "out_pts": pts_out})
                 pc.addTrack(peer.track)
                 if kind == "whep":
                     video[0].direction = "sendonly"  # a WHEP player only watches
@@ -444,7 +451,7 @@ class HttpServer:
         @pc.on("track")
         def on_track(track: Any) -> None:
             if track.kind == "video":
-                self._spawn(peer, pump_track(track, lambda image: self._on_track_image(peer, image),
+                self._spawn(peer, pump_track(track, lambda image, pts: self._on_track_image(peer, image, pts),
                                              wanted=lambda: self._can_drive(peer)))
 
         @pc.on("datachannel")
@@ -587,9 +594,9 @@ class HttpServer:
             self.engine.set_source(source)
         return True
 
-    def _on_track_image(self, peer: Peer, image: np.ndarray) -> None:
+    def _on_track_image(self, peer: Peer, image: np.ndarray, pts: int) -> None:
         peer.frames_received += 1
-        self._feed(peer, image, None)
+        self._feed(peer, image, {"pts": pts} if peer.channel is not None else None)
 
     # ------------------------------------------------------------------------------------------ data channel
     def _send(self, peer: Peer, payload: dict[str, Any]) -> bool:
@@ -682,6 +689,10 @@ class HttpServer:
             return
         matched, tag = peer.source.take_reply_tag(frame)
         if not matched or peer.channel.readyState != "open" or peer.channel.bufferedAmount > MAX_BUFFERED_BYTES:
+            return
+        if "pts" in tag:  # a video-track frame: the avatar goes back on the track; say which pts it leaves with
+            if peer.track is not None:
+                peer.track.mark(frame.image, tag["pts"])
             return
         if peer.encoding:
             peer.pending_reply = (frame, tag)

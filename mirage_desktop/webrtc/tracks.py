@@ -103,7 +103,14 @@ class EngineVideoTrack(VideoStreamTrack):
         self._last_pts = -1
         self.frames_sent = 0
         self.frames_repeated = 0
+        self.on_echo: Callable[[int, int], None] | None = None  # (pts in, pts out); see mark()
+        self._mark: tuple[np.ndarray, int] | None = None
         fanout.add_listener(self._on_frame)
+
+    def mark(self, image: np.ndarray, in_pts: int) -> None:
+        """Report through ``on_echo`` the pts this image goes out with: the remote-engine client matches its
+        returned frames to the camera frames it sent (pts of its track) this way, for the round trip."""
+        self._mark = (image, in_pts)
 
     def _on_frame(self, frame: Frame) -> None:
         self._image = frame.image  # read-only once published: keeping the reference is safe
@@ -135,6 +142,10 @@ class EngineVideoTrack(VideoStreamTrack):
         frame.pts = self._next_pts()
         frame.time_base = VIDEO_TIME_BASE
         self.frames_sent += 1
+        mark = self._mark
+        if mark is not None and mark[0] is image and self.on_echo is not None:
+            self._mark = None
+            self.on_echo(mark[1], frame.pts)
         return frame
 
     def stop(self) -> None:
