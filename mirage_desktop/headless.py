@@ -85,6 +85,18 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
             raise UsageError("--frames must be positive")
     except (UsageError, UnknownStageError) as exc:
         return _fail(str(exc))
+    remote = None
+    if getattr(args, "remote", None):  # the animation on a remote engine; capture and outputs stay here
+        from mirage_desktop.remote.connect import RemoteSetupError, connect_remote
+
+        try:
+            remote = connect_remote(args.remote, args.token or settings.remote_token, insecure=args.insecure,
+                                    ice_servers=args.ice_server, enable=enabled,
+                                    avatar=settings.avatar if args.avatar else None,
+                                    warn=lambda message: print(f"mirage: {message}", file=sys.stderr, flush=True))
+        except RemoteSetupError as exc:
+            return _fail(str(exc))
+        enabled = None  # the switches were for the remote engine
     if enabled is not None:
         settings.enable_scrfd = "scrfd" in enabled
         settings.enable_liveportrait = "liveportrait" in enabled
@@ -99,9 +111,17 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
         source.open()  # before anything else: a bad source is the most common mistake
     except SourceError as exc:
         return _fail(str(exc))
-    engine = build_engine(settings, source, every_frame=args.every_frame, max_frames=args.frames)
+    if remote is not None:
+        from mirage_desktop.engine.sources import DemoSource
+        from mirage_desktop.remote.connect import build_remote_engine
 
-    if settings.avatar is not None:
+        engine = build_remote_engine(
+            remote, source, lambda: DemoSource(settings.output_width, settings.output_height, settings.fps),
+            every_frame=args.every_frame, max_frames=args.frames)
+    else:
+        engine = build_engine(settings, source, every_frame=args.every_frame, max_frames=args.frames)
+
+    if settings.avatar is not None and remote is None:
         try:
             avatar_stage = engine.stage("liveportrait")
         except KeyError:
@@ -134,7 +154,7 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
     if args.virtual_camera:
         _start_virtual_camera(engine, settings)
     if args.http_port is not None:
-        server = _start_http(engine, settings)
+        server = _start_http(engine, settings, args)
         if server is None:
             engine.stop()
             return 2
@@ -164,9 +184,14 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
         for extra in extras:
             extra.stop()
         engine.stop()
+        if remote is not None:
+            remote_stats = remote.stats()  # as the run ended, before hanging up
+            remote.stop()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     stats = final_stats(engine, wall)
+    if remote is not None:
+        stats["remote"] = remote_stats
     if not args.quiet:
         print(status_line(stats), flush=True)
     if args.stats_json:
@@ -187,7 +212,7 @@ def _start_virtual_camera(engine: Engine, settings: Settings) -> None:
     engine.add_output(output)
 
 
-def _start_http(engine: Engine, settings: Settings) -> Any:
+def _start_http(engine: Engine, settings: Settings, args: argparse.Namespace | None = None) -> Any:
     from mirage_desktop.config import save_settings
     from mirage_desktop.webrtc.server import HttpServer
 
@@ -200,6 +225,8 @@ def _start_http(engine: Engine, settings: Settings) -> Any:
             print(f"mirage: could not save the new token to the settings file: {exc}", file=sys.stderr)
     try:
         server = HttpServer(engine, settings)
+        if args is not None and not _configure_transport(server, args):
+            return None
         server.start()
     except ValueError as exc:
         print(f"mirage: {exc}", file=sys.stderr)
@@ -214,3 +241,20 @@ def _start_http(engine: Engine, settings: Settings) -> Any:
     else:
         print("API token: the one given by --token, MIRAGE_TOKEN or the settings file", flush=True)
     return server
+
+
+def _configure_transport(server: Any, args: argparse.Namespace) -> bool:
+    """--tls-cert/--tls-key (HTTPS served by the engine itself) and --ice-server (STUN/TURN behind NAT)."""
+    from mirage_desktop.remote.target import RemoteUrlError, parse_ice_server
+    from mirage_desktop.webrtc.tls import TlsError, server_ssl_context
+
+    try:
+        if getattr(args, "tls_cert", None) is not None:
+            server.ssl_context = server_ssl_context(args.tls_cert, args.tls_key)
+        elif getattr(args, "tls_key", None) is not None:
+            raise TlsError("--tls-key needs --tls-cert (the certificate that goes with the key).")
+        server.ice_servers = [parse_ice_server(text) for text in getattr(args, "ice_server", None) or ()]
+    except (TlsError, RemoteUrlError) as exc:
+        print(f"mirage: {exc}", file=sys.stderr)
+        return False
+    return True
