@@ -22,7 +22,7 @@ MAX_AGE_S = 1.0
 
 class RemoteStage(Stage):
     name = "remote"
-    label = "Remote engine"
+    label = "Remote round trip"
 
     def __init__(self, client: RemoteClient) -> None:
         super().__init__(enabled=True)
@@ -48,4 +48,9 @@ class RemoteStage(Stage):
         return frame
 
     def stats(self) -> dict[str, Any]:
-        return self.client.stats()
+        """The client's figures; this stage's latency is the round trip (what the user waits for), so the latency
+        panel and the status line show it where a local stage's time would be."""
+        out = self.client.stats()
+        rt = self.client.round_trip.summary()
+        out.update(rt)
+        return out

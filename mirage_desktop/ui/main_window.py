@@ -48,6 +48,8 @@ from mirage_desktop.outputs.virtual_camera import VirtualCameraOutput
 from mirage_desktop.ui.banner import MessageBanner
 from mirage_desktop.ui.controls import DOWNLOAD_HINT, STAGE_LABELS, VIDEO_FILE, ControlsPanel
 from mirage_desktop.ui.latency_panel import UPDATE_INTERVAL_S, LatencyPanel
+from mirage_desktop.ui.remote_dialog import choose_engine
+from mirage_desktop.ui.remote_mode import RemoteMode
 from mirage_desktop.ui.preview import FrameBridge, PreviewWidget
 from mirage_desktop.ui.workers import Task, WorkerPool
 from mirage_desktop.webrtc.server import HttpServer
@@ -151,8 +153,11 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Mirage")
         self.setAcceptDrops(True)
 
-        # ---- engine
+        # ---- engine (here, or the remote stage of a remote engine: mirage_desktop.ui.remote_mode)
+        self.remote, remote_problem = RemoteMode.from_settings(settings)
         self.engine = self._build_engine(source or settings.source)
+        if remote_problem:
+            self._pending_message = ("error", remote_problem)
         self.bridge = FrameBridge(self)
         self.engine.add_output(CallbackOutput(self.bridge.offer, name="preview"))
         self._engine_messages = EngineMessages(self)
@@ -170,6 +175,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._connect_controls()
         self._build_shortcuts()
+        self.menuBar().addAction("Engine...", lambda: choose_engine(self))  # this computer or a remote engine
         self._show_initial_state()
         self._restore_ui_state()
 
@@ -187,7 +193,7 @@ class MainWindow(QMainWindow):
             source = DemoSource(settings.output_width, settings.output_height, settings.fps)
         else:
             self._pending_message: tuple[str, str] | None = None
-        engine = build_engine(settings, source)
+        engine = self.remote.build_engine(source) if self.remote is not None else build_engine(settings, source)
         for stage in engine.stages:
             field = STAGE_SETTINGS.get(stage.name)
             if field is not None:
@@ -279,7 +285,7 @@ class MainWindow(QMainWindow):
             self.shortcuts[keys] = shortcut
 
     def _show_initial_state(self) -> None:
-        names = {stage.name for stage in self.engine.stages}
+        names = {stage.name for stage in self.engine.stages} | (set(STAGE_SETTINGS) if self.remote else set())
         for name, toggle in self.controls.stages.items():
             if name in names:
                 toggle.update_from(self._stage_entry(name))
@@ -292,6 +298,8 @@ class MainWindow(QMainWindow):
         self.controls.show_webrtc(False, "Off")
 
     def _stage_entry(self, name: str) -> dict[str, Any]:
+        if self.remote is not None:
+            return self.remote.stage_entry(name)
         stage = self.engine.stage(name)
         return {"enabled": stage.enabled, "reason": stage.reason, "label": stage.label}
 
@@ -349,6 +357,8 @@ class MainWindow(QMainWindow):
             logger.warning("Background tasks still running at exit")
         self._stop_webrtc()
         self.engine.stop()  # closes the source and every output, the virtual camera included
+        if self.remote is not None:
+            self.remote.client.stop()
         self._virtual_camera = None
         logger.info("Window closed; engine stopped")
 
@@ -381,6 +391,8 @@ class MainWindow(QMainWindow):
     def refresh_stats(self) -> None:
         """About twice a second: one ``engine.stats()`` snapshot for the plots, switches and status bar."""
         stats = self.engine.stats()
+        if self.remote is not None:
+            self.remote.decorate(stats)
         self.latency.update_stats(stats)
         stages = stats.get("stages", {})
         reason = ""
@@ -401,6 +413,8 @@ class MainWindow(QMainWindow):
                 self.controls.show_virtual_camera(True, vcam_error, error=True)
             else:
                 self.controls.show_virtual_camera(True, self._virtual_camera_status())
+        if self.remote is not None:  # where the device would be: the round trip to the remote engine
+            self.status_device.setText(self.remote.round_trip_text())
         self.status_reason.setText(reason)
         self.status_reason.setToolTip(reason)
         self.status_fps.setText(f"{stats.get('fps_out', 0.0):.1f} fps")
@@ -449,6 +463,9 @@ class MainWindow(QMainWindow):
 
     @Slot(str, bool)
     def set_stage_enabled(self, name: str, enabled: bool) -> None:
+        if self.remote is not None:
+            self.remote.set_stage(self.pool, name, enabled, self.show_message)
+            return
         if not self._has_stage(name):
             self.show_message("warning", f"{STAGE_LABELS.get(name, (name,))[0]} is not available in this build.")
             self.controls.stages[name].update_from({"enabled": False, "reason": ""})
@@ -473,6 +490,9 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def recalibrate(self) -> None:
+        if self.remote is not None:
+            self.remote.recalibrate(self.pool, self.show_message)
+            return
         stage = self._avatar_stage()
         if stage is None:
             self.show_message("warning", "Recalibrate needs Animate (LivePortrait), which is not available in this build.")
@@ -576,6 +596,10 @@ class MainWindow(QMainWindow):
 
     def _set_avatar(self, path: Path, copy_to: Path | None) -> None:
         self.avatar_picker.set_busy(f"Preparing {path.name}...")
+        if self.remote is not None:
+            self.pool.run(self.remote.upload_avatar, path, on_result=self._on_avatar_ready,
+                          on_error=self._on_avatar_failed)
+            return
         self.pool.run(
             prepare_avatar, path, self._avatar_stage(), copy_to,
             on_result=self._on_avatar_ready, on_error=self._on_avatar_failed,
