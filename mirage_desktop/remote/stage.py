@@ -51,6 +51,7 @@ class RemoteStage(Stage):
         """The client's figures; this stage's latency is the round trip (what the user waits for), so the latency
         panel and the status line show it where a local stage's time would be."""
         out = self.client.stats()
+        out["connection"] = out.pop("reason")  # the stage's own reason (with "pass-through: ") stays the reason
         rt = self.client.round_trip.summary()
         out.update(rt)
         return out
