@@ -78,8 +78,8 @@ def test_the_window_runs_on_the_remote_engine_and_its_switches_act_there(qtbot, 
     window.show()
     qtbot.waitExposed(window)
     window.start()
-    assert window.remote is not None and [s.name for s in window.engine.stages] == ["remote"]
-    client = window.remote.client
+    assert window.session.remote is not None and [s.name for s in window.engine.stages] == ["remote"]
+    client = window.session.remote.client
     qtbot.waitUntil(lambda: client.round_trip.count >= 5 and client.remote_stats is not None, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: "Round trip" in window.status_device.text(), timeout=WAIT_MS)
     # the model switch acts on the remote engine, and the window shows the remote's answer (with its reason)
@@ -90,4 +90,4 @@ def test_the_window_runs_on_the_remote_engine_and_its_switches_act_there(qtbot, 
     qtbot.waitUntil(lambda: window.latency.updates >= 6 and "remote" in window.latency.series, timeout=WAIT_MS)
     qtbot.wait(2500)  # a couple of refreshes, so the screenshot shows the remote's reason
     window.grab().save(str(shots(tmp_path) / "window_remote.png"))
-    assert window.remote.stage_entry("scrfd")["enabled"] is True
+    assert window.session.stage_enabled("scrfd") is True

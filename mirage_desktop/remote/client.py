@@ -149,7 +149,8 @@ class RemoteClient:
         self.echo_unmatched = 0
         self.connections = 0
         self.connected_at: list[float] = []  # wall-clock times (time.time) each session began processing
-        self.remote_stats: dict[str, Any] | None = None
+        self.remote_stats: dict[str, Any] | None = None  # GET /control/stats: the remote's own figures
+        self.remote_stages: dict[str, Any] | None = None  # GET /control/stages: its switches, states and reasons
 
     # ------------------------------------------------------------------------------------------ any thread
     @property
@@ -414,7 +415,7 @@ class RemoteClient:
             logger.debug("Remote engine says: %s", data.get("error"))
 
     async def _poll_remote_stats(self, http: aiohttp.ClientSession) -> None:
-        """The remote's own per-stage figures, for the stats and the latency panel (numbers only)."""
+        """The remote's own per-stage figures and stage states, for the stats, the latency panel and the switches."""
         assert self._stopping is not None
         while not self._stopping.is_set():
             if self._track is not None:
@@ -422,6 +423,9 @@ class RemoteClient:
                     async with http.get(self.target.url("/control/stats"), headers=self._headers()) as resp:
                         if resp.status == 200:
                             self.remote_stats = await resp.json()
+                    async with http.get(self.target.url("/control/stages"), headers=self._headers()) as resp:
+                        if resp.status == 200:
+                            self.remote_stages = (await resp.json()).get("stages")
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 -- figures are extras; the session loop reports faults

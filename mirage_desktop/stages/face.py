@@ -10,11 +10,12 @@ import numpy as np
 from mirage_desktop.config import Settings
 from mirage_desktop.engine.frame import Frame
 from mirage_desktop.engine.stage import Stage, StageUnavailable
-from mirage_desktop.models.registry import DEFAULT_SCRFD_FILE
+from mirage_desktop.models.registry import DEFAULT_SCRFD_FILE, download_hint
+from mirage_desktop.stages.specs import SCRFD
 from mirage_desktop.vision.drawing import draw_face
 from mirage_desktop.vision.face import Face
 from mirage_desktop.vision.face_tracking import FaceTracker
-from mirage_desktop.vision.scrfd import DOWNLOAD_HINT, SCRFDDetector, SCRFDModelError
+from mirage_desktop.vision.scrfd import SCRFDDetector, SCRFDModelError
 
 
 def model_candidates(settings: Settings) -> list[Path]:
@@ -30,8 +31,8 @@ def model_candidates(settings: Settings) -> list[Path]:
 class FaceDetectionStage(Stage):
     """Finds the main face of every frame (SCRFD + tracker) and attaches it to the frame as ``frame.face``."""
 
-    name = "scrfd"
-    label = "Face detection (SCRFD)"
+    name = SCRFD.name
+    label = SCRFD.label
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(enabled=settings.enable_scrfd)
@@ -56,10 +57,12 @@ class FaceDetectionStage(Stage):
             self.detector = detector
             self.tracker = FaceTracker(detector)
             return
-        if errors:
-            raise StageUnavailable(errors[0])
+        if errors:  # every SCRFDModelError is fixed by fetching the model again
+            raise StageUnavailable(errors[0], SCRFD.model_group)
         raise StageUnavailable(
-            f"SCRFD model missing: {DOWNLOAD_HINT} (looked for {DEFAULT_SCRFD_FILE} in {self.settings.scrfd_dir()})"
+            f"SCRFD model missing: {download_hint(SCRFD.model_group)} "
+            f"(looked for {DEFAULT_SCRFD_FILE} in {self.settings.scrfd_dir()})",
+            SCRFD.model_group,
         )
 
     def release(self) -> None:
@@ -90,7 +93,10 @@ class FaceDetectionStage(Stage):
     def detect_still(self, image_bgr: np.ndarray, max_faces: int = 0) -> list[Face]:
         """Faces in a still picture (an avatar portrait) with the stage's model; raises StageUnavailable."""
         if not self.ensure_ready() or self.detector is None:
-            raise StageUnavailable(self.reason or f"SCRFD model missing: {DOWNLOAD_HINT}")
+            status = self.status()
+            if status.reason and status.state in ("unavailable", "failed"):
+                raise StageUnavailable(status.reason, status.model_group)
+            raise StageUnavailable(f"SCRFD model missing: {download_hint(SCRFD.model_group)}", SCRFD.model_group)
         return self.detector.detect(image_bgr, max_faces=max_faces)
 
     def stats(self) -> dict[str, Any]:

@@ -60,7 +60,7 @@ class EngineDialog(QDialog):
         self.result.setWordWrap(True)
         self.result.setObjectName("engineTestResult")
         note = QLabel("The camera, preview, virtual camera and recorder stay on this computer; the animation runs "
-                      "on the remote engine. Takes effect the next time Mirage starts.")
+                      "on the remote engine. The choice applies at once.")
         note.setWordWrap(True)
 
         form = QFormLayout()
@@ -117,12 +117,16 @@ class EngineDialog(QDialog):
 
 
 def choose_engine(window: Any) -> bool:
-    """The window's Engine... action: ask, remember (saved at once), and say when it applies."""
+    """The window's Engine... action: ask, remember (saved at once), and switch the window's engine now when the
+    choice changed (``window.switch_engine``)."""
     dialog = EngineDialog(window.settings, window)
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return False
+    before = (window.settings.remote_url, window.settings.remote_token)
     dialog.apply()
     window.save()
     where = window.settings.remote_url or "this computer"
-    window.show_message("info", f"Engine: {where}. Restart Mirage to use it.")
+    if (window.settings.remote_url, window.settings.remote_token) != before:
+        window.switch_engine()
+        window.show_message("info", f"Engine: {where}.")
     return True

@@ -1,80 +1,63 @@
-"""The window on a remote engine: the local engine has the remote stage, and the window's model switches,
-Recalibrate and avatar choice go to the remote's ``/control`` endpoints (from worker threads, never the GUI's)."""
+"""The window on a remote engine: the session's remote calls cross the network, so they run on the worker pool and
+their answers come back as banners; the status bar shows the round trip and a refused token shows once."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mirage_desktop.config import Settings
-from mirage_desktop.engine.pipeline import Engine
-from mirage_desktop.engine.sources import DemoSource, Source
-from mirage_desktop.remote.client import RemoteClient
-from mirage_desktop.remote.connect import build_remote_engine
-from mirage_desktop.remote.control import RemoteControl
-from mirage_desktop.remote.target import RemoteUrlError, check_remote_url
+from mirage_desktop.remote.link import RemoteLink
+from mirage_desktop.remote.target import RemoteUrlError
+from mirage_desktop.session import Session
+from mirage_desktop.ui.workers import WorkerPool
 
 Notify = Callable[[str, str], None]
 
 
+def remote_from_settings(settings: Settings) -> tuple[RemoteLink | None, str]:
+    """(link, "") when a remote engine is chosen, (None, "") for this computer, (None, why) for a bad URL."""
+    try:
+        return RemoteLink.from_settings(settings), ""
+    except RemoteUrlError as exc:
+        return None, f"Remote engine not used: {exc}"
+
+
 class RemoteMode:
-    def __init__(self, settings: Settings) -> None:
-        target = check_remote_url(settings.remote_url)
-        self.client = RemoteClient(target, settings.remote_token)
-        self.control = RemoteControl(target, settings.remote_token)
-        self.settings = settings
+    """The window's forwards to a remote session (``session.remote`` is set)."""
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> tuple[RemoteMode | None, str]:
-        """(mode, "") when a remote engine is chosen, (None, "") for this computer, (None, why) for a bad URL."""
-        if not settings.remote_url:
-            return None, ""
-        try:
-            return cls(settings), ""
-        except RemoteUrlError as exc:
-            return None, f"Remote engine not used: {exc}"
+    def __init__(self, session: Session, pool: WorkerPool, notify: Notify) -> None:
+        assert session.remote is not None
+        self.session = session
+        self.link: RemoteLink = session.remote
+        self._pool = pool
+        self._notify = notify
+        self._auth_shown: str | None = None
 
-    def build_engine(self, source: Source) -> Engine:
-        s = self.settings
-        return build_remote_engine(self.client, source, lambda: DemoSource(s.output_width, s.output_height, s.fps))
+    def set_stage(self, name: str, enabled: bool, done: Callable[[], None]) -> None:
+        self._pool.run(self.session.set_stage_enabled, name, enabled, on_result=lambda _: done(),
+                       on_error=lambda exc: (self._notify("error", f"Remote engine: {exc}"), done()))
 
-    # ----------------------------------------------------------------------------------------- the remote's state
-    def stage_entry(self, name: str) -> dict[str, Any]:
-        remote = (self.client.remote_stats or {}).get("stages", {}).get(name)
-        if remote is None:
-            return {"enabled": False, "reason": "waiting for the remote engine", "label": name}
-        return {"enabled": bool(remote.get("enabled")), "reason": remote.get("reason", ""),
-                "label": remote.get("label", name)}
+    def recalibrate(self) -> None:
+        self._pool.run(self.session.recalibrate, on_result=lambda answer: self._notify(*answer),
+                       on_error=lambda exc: self._notify("error", f"Recalibrate on the remote engine failed: {exc}"))
 
-    def decorate(self, stats: dict[str, Any]) -> None:
-        """Put the remote's own stages beside the round trip in a stats snapshot (the switches and the latency
-        panel read them from there)."""
-        remote = self.client.remote_stats
-        if not remote:
-            return
-        stages = stats.setdefault("stages", {})
-        for name, entry in remote.get("stages", {}).items():
-            stages[name] = {**entry, "label": f"{entry.get('label') or name} (remote)"}
-        if "remote" in stages:
-            stages["remote"]["label"] = "Round trip"
+    def set_animation_options(self, changes: dict[str, Any]) -> None:
+        """The window's animation options, as a dict, to ``PUT /control/animation`` (the remote checks them)."""
+        self._pool.run(lambda: self.session.set_animation_options(**changes),
+                       on_error=lambda exc: self._notify("error", f"Animation options on the remote engine: {exc}"))
 
-    def round_trip_text(self) -> str:
-        s = self.client.stats()
-        if s["round_trip_p50_ms"] is None:
-            return f"Remote: {s['reason'] or 'connecting...'}"
-        return f"Round trip {s['round_trip_p50_ms']:.0f} ms (P95 {s['round_trip_p95_ms']:.0f} ms)"
+    def status_text(self) -> str:
+        return self.link.round_trip_text()
 
-    # -------------------------------------------------------------------------------------------------- actions
-    def set_stage(self, pool: Any, name: str, enabled: bool, notify: Notify) -> None:
-        pool.run(lambda: self.control.set_stages(**{name: enabled}),
-                 on_error=lambda exc: notify("error", f"Remote engine: {exc}"))
-
-    def recalibrate(self, pool: Any, notify: Notify) -> None:
-        pool.run(self.control.recalibrate,
-                 on_result=lambda _: notify("info", "Recalibrated on the remote engine."),
-                 on_error=lambda exc: notify("error", f"Recalibrate on the remote engine failed: {exc}"))
-
-    def upload_avatar(self, path: Path) -> tuple[Path, str]:
-        """Worker thread: send the portrait (checked here and there); the window's avatar callbacks take the result."""
-        self.control.upload_avatar(path)
-        return path, ""
+    def auth_message(self) -> str | None:
+        """The banner text the first time the remote refuses the token (again after it was accepted meanwhile)."""
+        error = self.link.auth_error
+        if error is None:
+            self._auth_shown = None
+            return None
+        if error == self._auth_shown:
+            return None
+        self._auth_shown = error
+        return (f"The remote engine at {self.link.target.base} refused the token ({error}). Open Engine... and "
+                "paste the token that engine printed when it started; the video passes through meanwhile.")

@@ -5,13 +5,14 @@ avatar (the portrait file is uploaded), Recalibrate, the animation options, the 
 and the per-stage figures. Every endpoint needs ``Authorization: Bearer <token>`` and answers JSON; errors are
 ``{"error", "status"}`` like the rest of the API.
 
-- ``GET /control/stages`` -> ``{"stages": {name: {"enabled", "ready", "reason", "label"}}}``;
+- ``GET /control/stages`` -> ``{"stages": {name: {"enabled", "ready", "reason", "label", "state", "model_group"}}}``;
   ``PUT /control/stages`` with ``{"scrfd": true, "liveportrait": false}`` (any subset) switches them.
 - ``POST /control/avatar``: the portrait file as the body (``Content-Type: image/png``, ``image/jpeg`` or
   ``image/webp``; at most :data:`MAX_AVATAR_BYTES`) -> ``{"avatar": name}``; 413 too large, 415 not an image,
   422 no face in it.
 - ``POST /control/recalibrate`` -> ``{"recalibrated": true}``.
-- ``GET /control/animation`` -> the options; ``PUT /control/animation`` with any subset of them.
+- ``GET /control/animation`` -> the avatar stage's options; ``PUT /control/animation`` with any subset of them
+  (checked by :func:`mirage_desktop.stages.avatar.options.check_option_changes`: 400 for an unknown name or kind).
 - ``GET /control/models`` -> per stage ``{"enabled", "ready", "reason"}`` plus the stage's own numbers.
 - ``GET /control/stats`` -> the engine's stats (the ``--stats-json`` format: per-stage P50/P95, end to end, rates).
 """
@@ -30,6 +31,7 @@ from aiohttp import web
 from mirage_desktop.config import Settings
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.stage import Stage, StageUnavailable
+from mirage_desktop.stages.avatar.options import AnimationOptionError
 from mirage_desktop.webrtc.auth import json_error
 
 logger = logging.getLogger(__name__)
@@ -117,7 +119,9 @@ class _Controls:
 
     @staticmethod
     def _describe(stage: Stage) -> dict[str, Any]:
-        return {"enabled": stage.enabled, "ready": stage.ready, "reason": stage.reason, "label": stage.label}
+        status = stage.status()
+        return {"enabled": stage.enabled, "ready": stage.ready, "reason": stage.reason, "label": stage.label,
+                "state": status.state, "model_group": status.model_group}
 
     # ---------------------------------------------------------------------------------------------- stages
     @_answer
@@ -166,28 +170,13 @@ class _Controls:
 
     @_answer
     async def put_animation(self, request: web.Request) -> web.StreamResponse:
+        """Any subset of the avatar stage's options; the stage checks names and kinds (one place for both)."""
         stage = self._avatar_stage()
         data = await _json_object(request)
-        fields = {f.name: f for f in dataclasses.fields(stage.options)}
-        unknown = sorted(set(data) - set(fields))
-        if unknown:
-            raise _Problem(400, f"Unknown animation option {', '.join(map(repr, unknown))}; known: "
-                                f"{', '.join(fields)}.")
-        current = dataclasses.asdict(stage.options)
-        for name, value in data.items():
-            now = current[name]
-            optional_number = name in ("eye_ratio", "lip_ratio")
-            if value is None and optional_number:
-                continue
-            if isinstance(now, bool) or isinstance(now, str):
-                ok = type(value) is type(now)
-            else:  # numbers (and the optional ratios): ints are fine where floats are expected
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not ok:
-                raise _Problem(400, f"Animation option {name!r} must be like {now!r}, got {value!r}.")
-        if "fallback" in data and data["fallback"] not in ("avatar", "passthrough"):
-            raise _Problem(400, "Animation option 'fallback' must be \"avatar\" or \"passthrough\".")
-        stage.set_options(**data)
+        try:
+            stage.set_options(**data)
+        except AnimationOptionError as exc:
+            raise _Problem(400, str(exc)) from exc
         return web.json_response(dataclasses.asdict(stage.options))
 
     @_answer

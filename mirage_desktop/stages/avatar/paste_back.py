@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from mirage_desktop.stages.avatar.crop import FaceSquare, crop_matrix, feather_mask
+from mirage_desktop.vision.letterbox import fit_inside
 
 GENERATOR_SIZE = 512
 
@@ -36,8 +37,8 @@ class CanvasLayout:
         the portrait's own aspect at the given height instead."""
         if keep_aspect:
             width = max(2, int(round(height * portrait_w / portrait_h / 2)) * 2)
-        scale = min(width / portrait_w, height / portrait_h)
-        return CanvasLayout(width, height, scale, (width - portrait_w * scale) / 2, (height - portrait_h * scale) / 2)
+        fit = fit_inside(portrait_w, portrait_h, width, height)
+        return CanvasLayout(width, height, fit.scale, *fit.centred_offset())
 
 
 class PasteBack:

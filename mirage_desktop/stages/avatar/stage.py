@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mirage_desktop.config import Settings, bundled_avatar
+from mirage_desktop.stages.avatar.options import AnimationOptionError, AvatarOptions, check_option_changes
 from mirage_desktop.stages.avatar.crop import DRIVING_FRAMING, SOURCE_FRAMING, cut_crop, face_square
 from mirage_desktop.stages.face import FaceDetectionStage
 from mirage_desktop.engine.frame import Frame
@@ -30,10 +31,11 @@ from mirage_desktop.liveportrait.runner import DriveOptions, LivePortrait, Sourc
 from mirage_desktop.stages.avatar.paste_back import CanvasLayout, PasteBack
 from mirage_desktop.engine.sources import SourceError, load_image
 from mirage_desktop.engine.stage import Stage, StageUnavailable
+from mirage_desktop.models.registry import download_hint
+from mirage_desktop.stages.specs import LIVEPORTRAIT
 
 logger = logging.getLogger(__name__)
 
-DOWNLOAD_HINT = "run `mirage-models download liveportrait` (or use Download models... in the window)"
 CROP_SIZE = 256
 #: Eye and lip openness of the portrait assumed by the retargeting options. The official pipeline measures them with
 #: a dense landmark model that this app does not ship; these are typical values for open eyes and a closed mouth.
@@ -41,23 +43,11 @@ ASSUMED_SOURCE_EYE_RATIO = 0.3
 ASSUMED_SOURCE_LIP_RATIO = 0.0
 
 
+__all__ = ["AnimationOptionError", "AvatarError", "AvatarOptions", "AvatarStage", "PreparedAvatar"]
+
+
 class AvatarError(RuntimeError):
     """The chosen portrait cannot be used (unreadable, no face); the previous avatar stays."""
-
-
-@dataclass
-class AvatarOptions:
-    """User options of the animation; the defaults give the steadiest picture (the official CLI's choices plus
-    light keypoint smoothing)."""
-
-    relative_pose: bool = True  # False: absolute head pose of the driver
-    expression_friendly: bool = True  # False: pose-friendly
-    eye_ratio: float | None = None  # eye openness to impose (retargeting), None to follow the driver
-    lip_ratio: float | None = None  # mouth openness to impose, None to follow the driver
-    driving_multiplier: float = 1.0
-    smoothing: float = 0.3  # 0 = none, towards 1 = heavier smoothing of the driving keypoints
-    grace_s: float = 1.0  # hold the last animated frame this long when the face is lost
-    fallback: str = "avatar"  # after the grace period: "avatar" (at rest) or "passthrough" (the camera)
 
 
 @dataclass
@@ -72,8 +62,8 @@ class PreparedAvatar:
 class AvatarStage(Stage):
     """Animates the avatar from the camera's face. Needs the LivePortrait weights and an SCRFD model."""
 
-    name = "liveportrait"
-    label = "Animate (LivePortrait)"
+    name = LIVEPORTRAIT.name
+    label = LIVEPORTRAIT.label
 
     def __init__(self, settings: Settings, detector: FaceDetectionStage) -> None:
         super().__init__(enabled=settings.enable_liveportrait)
@@ -93,7 +83,6 @@ class AvatarStage(Stage):
         self._crop_bgr = np.empty((CROP_SIZE, CROP_SIZE, 3), np.uint8)  # reused every frame
         self._crop_rgb = np.empty((CROP_SIZE, CROP_SIZE, 3), np.uint8)
         self.timings: dict[str, float] = {}
-        self.status = ""
 
     # --------------------------------------------------------------------------------------------- controls
     def recalibrate(self) -> None:
@@ -101,7 +90,8 @@ class AvatarStage(Stage):
         self._reference = None
 
     def set_options(self, **changes: Any) -> None:
-        self.options = replace(self.options, **changes)
+        """Change some options (next frame); :class:`AnimationOptionError` for an unknown name or a wrong kind."""
+        self.options = replace(self.options, **check_option_changes(changes))
         if "expression_friendly" in changes or "relative_pose" in changes:
             self.recalibrate()
 
@@ -146,16 +136,17 @@ class AvatarStage(Stage):
         try:
             model = LivePortrait.load(self.settings.liveportrait_dir(), device=device, half=device == "cuda")
         except LivePortraitLoadError as exc:
-            raise StageUnavailable(str(exc)) from exc  # names the file and the download command
+            raise StageUnavailable(str(exc), LIVEPORTRAIT.model_group) from exc  # names the file and the command
         except FileNotFoundError as exc:
-            raise StageUnavailable(f"LivePortrait weights missing: {DOWNLOAD_HINT}") from exc
+            raise StageUnavailable(f"LivePortrait weights missing: {download_hint(LIVEPORTRAIT.model_group)}",
+                                   LIVEPORTRAIT.model_group) from exc
         if model.device.type == "cuda":
             model.warm_up()  # cuDNN picks its kernels now, not on the user's first frame (on a CPU it only costs)
         self.model = model
         try:
             portrait, face = self._read_portrait(self.avatar_path)
         except StageUnavailable as exc:
-            raise StageUnavailable(f"needs face detection to find the avatar's face: {exc}") from exc
+            raise StageUnavailable(f"needs face detection to find the avatar's face: {exc}", exc.model_group) from exc
         except AvatarError as exc:
             if self.avatar_path == bundled_avatar():
                 raise StageUnavailable(str(exc)) from exc
@@ -177,7 +168,8 @@ class AvatarStage(Stage):
             return frame.face
         # face detection is switched off: animate anyway with the detector's own tracker
         if not self.detector.ensure_ready(block=False) or self.detector.tracker is None:
-            raise StageUnavailable(self.detector.reason or "loading...")
+            status = self.detector.status()
+            raise StageUnavailable(status.reason or "loading...", status.model_group)
         return self.detector.tracker.update(frame.camera if frame.camera is not None else frame.image,
                                             frame.t_capture)
 
@@ -188,7 +180,7 @@ class AvatarStage(Stage):
         try:
             face = self._locate(frame)
         except StageUnavailable as exc:
-            self.reason = f"needs face detection: {exc}"
+            self.set_reason(f"needs face detection: {exc}", exc.model_group)
             return frame
         if face is None:
             return self._no_face(frame, avatar)
@@ -232,7 +224,8 @@ class AvatarStage(Stage):
         RGB uint8 faces: the stage's chain without detection, cropping, smoothing or paste-back. Used to check the
         stage against the conformance kit's golden images."""
         if not self.ensure_ready(block=True) or self.model is None:
-            raise StageUnavailable(self.reason)
+            status = self.status()
+            raise StageUnavailable(status.reason, status.model_group)
         model = self.model
         source = model.prepare_source(rgb_to_tensor(source_rgb, model.device))
         infos = [model.motion_info(rgb_to_tensor(img, model.device)) for img in driving_rgb]
