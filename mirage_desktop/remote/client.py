@@ -37,6 +37,7 @@ from av import VideoFrame
 
 from mirage_desktop.engine.metrics import LatencyWindow
 from mirage_desktop.remote.target import RemoteTarget
+from mirage_desktop.webrtc.tracks import bgr_to_yuv420p
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,11 @@ class _CameraTrack(MediaStreamTrack):
         self._last_pts = pts
         self._client._sent.put(pts, t_capture)
         self._client.frames_sent += 1
-        frame = VideoFrame.from_ndarray(image, format="bgr24")
+        h, w = image.shape[:2]
+        if w % 2 or h % 2:  # yuv420p needs even sizes to wrap a buffer: let the encoder convert
+            frame = VideoFrame.from_ndarray(image, format="bgr24")
+        else:  # the fast conversion (see bgr_to_yuv420p); the encoder then takes the frame as it is
+            frame = VideoFrame.from_numpy_buffer(bgr_to_yuv420p(image), format="yuv420p")
         frame.pts = pts
         frame.time_base = VIDEO_TIME_BASE
         return frame
