@@ -39,6 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, metavar="PORT", help="start the HTTP/WebRTC server on this port")
     p.add_argument("--http-host", metavar="ADDR", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--token", help="WebRTC/API token (default: MIRAGE_TOKEN or the saved one)")
+    remote = p.add_argument_group("remote engine (the animation on a GPU elsewhere)")
+    remote.add_argument("--remote", metavar="URL", help="use the Mirage engine at URL (https://HOST:PORT) instead of "
+                        "this computer's; --token is that engine's token")
+    remote.add_argument("--insecure", action="store_true", help="with --remote: allow http:// to another host and "
+                        "skip TLS certificate checks (the token then crosses the network unprotected)")
+    remote.add_argument("--ice-server", action="append", default=[], metavar="URL", help="STUN/TURN server for "
+                        "WebRTC behind NAT, e.g. stun:stun.l.google.com:19302 or turn:USER:PASS@HOST:3478 (repeatable)")
+    remote.add_argument("--tls-cert", type=Path, metavar="PEM", help="with --http-port: serve HTTPS with this "
+                        "certificate (chain)")
+    remote.add_argument("--tls-key", type=Path, metavar="PEM", help="the private key of --tls-cert")
     p.add_argument("--settings", type=Path, metavar="FILE", help="settings file (default: user config dir)")
     p.add_argument("--quiet", action="store_true", help="no per-second status line (headless)")
     p.add_argument("--verbose", action="store_true", help="debug logging on the console")
@@ -81,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from mirage_desktop.ui.app import run_gui
 
+    if args.remote:  # the window on a remote engine: remembered like the Engine choice made in the window
+        settings.override("remote_url", args.remote)
+        if args.token:
+            settings.override("remote_token", args.token)
     return run_gui(settings, args.source)
 
 

@@ -157,6 +157,8 @@ class Settings:
     http_enabled: bool = False
     token: str = ""
     max_peers: int = 4
+    remote_url: str = ""  # the remote engine the window uses when "Remote..." is chosen (empty: this computer)
+    remote_token: str = ""  # that engine's token
     log_dir: Path = field(default_factory=default_log_dir)
     animation: dict[str, Any] = field(default_factory=lambda: dict(ANIMATION_DEFAULTS))  # see ANIMATION_DEFAULTS
     ui: dict[str, Any] = field(default_factory=dict)  # window geometry and other view-only state
@@ -217,6 +219,8 @@ ENV_VARS: dict[str, str] = {
     "MIRAGE_HTTP_HOST": "http_host",
     "MIRAGE_HTTP_PORT": "http_port",
     "MIRAGE_LOG_DIR": "log_dir",
+    "MIRAGE_REMOTE_URL": "remote_url",
+    "MIRAGE_REMOTE_TOKEN": "remote_token",
 }
 
 

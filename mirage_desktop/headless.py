@@ -88,6 +88,18 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
             raise UsageError("--frames must be positive")
     except (UsageError, UnknownStageError) as exc:
         return _fail(str(exc))
+    remote = None
+    if getattr(args, "remote", None):  # the animation on a remote engine; capture and outputs stay here
+        from mirage_desktop.remote.connect import RemoteSetupError, connect_remote
+
+        try:
+            remote = connect_remote(args.remote, args.token or settings.remote_token, insecure=args.insecure,
+                                    ice_servers=args.ice_server, enable=enabled,
+                                    avatar=settings.avatar if args.avatar else None,
+                                    warn=lambda message: print(f"mirage: {message}", file=sys.stderr, flush=True))
+        except RemoteSetupError as exc:
+            return _fail(str(exc))
+        enabled = None  # the switches (and --avatar) were for the remote engine
     if enabled is not None:
         for stage in STAGE_SPECS:  # a flag: for this run only, never saved
             settings.override(stage.setting, stage.name in enabled)
@@ -102,7 +114,7 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
         source.open()  # before anything else: a bad source is the most common mistake
     except SourceError as exc:
         return _fail(str(exc))
-    session = Session(settings, source, every_frame=args.every_frame, max_frames=args.frames)
+    session = Session(settings, source, every_frame=args.every_frame, max_frames=args.frames, remote=remote)
     code = _prepare(session, args)
     if code:
         shut_down(session)
@@ -134,6 +146,8 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     stats = final_stats(engine, wall)
+    if session.remote is not None:
+        stats["remote"] = session.remote_stats()
     if not args.quiet:
         print(status_line(stats), flush=True)
     if args.stats_json:
@@ -151,7 +165,7 @@ def _prepare(session: Session, args: argparse.Namespace) -> int:
     """Avatar, model loading and the outputs the flags ask for, before the first frame; an exit code (2) when the
     run cannot go on, else 0."""
     settings = session.settings
-    if settings.avatar is not None:
+    if settings.avatar is not None and session.remote is None:  # remote: --avatar went up with connect_remote
         if session.avatar_stage is None:
             return _fail("--avatar needs the LivePortrait stage, which this build does not include.")
         try:
@@ -176,12 +190,12 @@ def _prepare(session: Session, args: argparse.Namespace) -> int:
             session.start_virtual_camera()
         except Exception as exc:  # print the fix and carry on without it (exit code stays 0)
             print(f"mirage: virtual camera not started: {exc}", file=sys.stderr)
-    if args.http_port is not None and not _start_http(session):
+    if args.http_port is not None and not _start_http(session, args):
         return 2
     return 0
 
 
-def _start_http(session: Session) -> bool:
+def _start_http(session: Session, args: argparse.Namespace | None = None) -> bool:
     settings = session.settings
     new_token = session.ensure_token()
     if new_token:  # first run: keep the token, so clients can use it next time too
@@ -189,8 +203,11 @@ def _start_http(session: Session) -> bool:
             session.save()
         except OSError as exc:
             print(f"mirage: could not save the new token to the settings file: {exc}", file=sys.stderr)
+    transport = _transport(args) if args is not None else {}
+    if transport is None:
+        return False
     try:
-        server = session.start_http()
+        server = session.start_http(**transport)
     except ValueError as exc:
         print(f"mirage: {exc}", file=sys.stderr)
         return False
@@ -204,3 +221,22 @@ def _start_http(session: Session) -> bool:
     else:
         print("API token: the one given by --token, MIRAGE_TOKEN or the settings file", flush=True)
     return True
+
+
+def _transport(args: argparse.Namespace) -> dict[str, Any] | None:
+    """--tls-cert/--tls-key (HTTPS served by the engine itself) and --ice-server (STUN/TURN behind NAT) as
+    ``Session.start_http`` takes them; None (after one line on stderr) when they cannot be used."""
+    from mirage_desktop.remote.target import RemoteUrlError, parse_ice_server
+    from mirage_desktop.webrtc.tls import TlsError, server_ssl_context
+
+    try:
+        ssl_context = None
+        if getattr(args, "tls_cert", None) is not None:
+            ssl_context = server_ssl_context(args.tls_cert, args.tls_key)
+        elif getattr(args, "tls_key", None) is not None:
+            raise TlsError("--tls-key needs --tls-cert (the certificate that goes with the key).")
+        ice_servers = [parse_ice_server(text) for text in getattr(args, "ice_server", None) or ()]
+    except (TlsError, RemoteUrlError) as exc:
+        print(f"mirage: {exc}", file=sys.stderr)
+        return None
+    return {"ssl_context": ssl_context, "ice_servers": ice_servers}

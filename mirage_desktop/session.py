@@ -6,6 +6,12 @@ changes ``settings`` but never saves them: :meth:`Session.save` does, when the c
 every change, headless only for a new token). Slow calls (opening the virtual camera, starting the server,
 preparing an avatar) say so; the window runs them on a worker thread, and the session's lock makes their
 hand-over to the engine safe against :meth:`Session.close`.
+
+Remote mode (``remote=`` a :class:`~mirage_desktop.remote.link.RemoteLink`, from ``--remote URL`` or the window's
+Engine choice): capture, preview and outputs stay here, the engine has the one remote stage instead of the model
+stages, and the stage switches, Recalibrate, the avatar and the animation options act on the remote engine through
+its ``/control`` endpoints. Those calls cross the network: slow (:attr:`Session.remote` tells the caller), and a
+:class:`~mirage_desktop.remote.control.RemoteControlError` names what went wrong.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import dataclasses
 import logging
 import shutil
 import threading
-from collections.abc import Callable, Mapping
+import ssl
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +36,17 @@ from mirage_desktop.config import (
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource, Source, SourceError, load_image
 from mirage_desktop.engine.stage import StageStatus, StageUnavailable
+from mirage_desktop.remote.control import RemoteControlError
+from mirage_desktop.remote.link import RemoteLink
+from mirage_desktop.stages.avatar.options import AvatarOptions
 from mirage_desktop.stages.avatar.stage import AvatarError, AvatarStage
 from mirage_desktop.stages.face import FaceDetectionStage
 from mirage_desktop.stages.factory import build_engine, make_engine_source
 from mirage_desktop.stages.specs import LIVEPORTRAIT, SCRFD, STAGE_SPECS, stage_spec
 
 if TYPE_CHECKING:
+    from aiortc import RTCIceServer
+
     from mirage_desktop.outputs.recorder import Recorder
     from mirage_desktop.outputs.virtual_camera import VirtualCameraOutput
     from mirage_desktop.webrtc.server import HttpServer
@@ -78,14 +90,23 @@ class Session:
         every_frame: bool = False,
         max_frames: int | None = None,
         remember: bool = False,
+        remote: RemoteLink | None = None,
     ) -> None:
         self.settings = settings
         self.settings_path = settings_path
         self.remember = remember
-        self.engine: Engine = build_engine(settings, source, every_frame=every_frame, max_frames=max_frames)
-        for spec in STAGE_SPECS:
-            if self.has_stage(spec.name):
-                self.engine.set_stage_enabled(spec.name, bool(getattr(settings, spec.setting)))
+        self.remote = remote
+        self._remote_final: dict[str, Any] | None = None  # the remote block as the session closed
+        #: what the remote's avatar stage was last told (its defaults at first), so only changes cross the network
+        self._remote_animation: AvatarOptions | None = AvatarOptions() if remote is not None else None
+        if remote is not None:
+            self.engine: Engine = remote.build_engine(source, self.demo_source, every_frame=every_frame,
+                                                      max_frames=max_frames)
+        else:
+            self.engine = build_engine(settings, source, every_frame=every_frame, max_frames=max_frames)
+            for spec in STAGE_SPECS:
+                if self.has_stage(spec.name):
+                    self.engine.set_stage_enabled(spec.name, bool(getattr(settings, spec.setting)))
         self.virtual_camera: VirtualCameraOutput | None = None
         self.server: HttpServer | None = None
         self.recorder: Recorder | None = None
@@ -119,13 +140,27 @@ class Session:
 
     # ================================================================================================ stages
     def has_stage(self, name: str) -> bool:
+        """Whether the model stage ``name`` can be switched: in this build's engine, or (remote) on the remote."""
+        if self.remote is not None:
+            return any(spec.name == name for spec in STAGE_SPECS)
         return any(stage.name == name for stage in self.engine.stages)
 
     def stage_status(self, name: str) -> StageStatus:
+        if self.remote is not None:
+            return self.remote.stage_status(name)
         return self.engine.stage(name).status()
 
+    def stage_enabled(self, name: str) -> bool:
+        if self.remote is not None:
+            return self.remote.stage_enabled(name)
+        return self.engine.stage(name).enabled
+
     def set_stage_enabled(self, name: str, enabled: bool) -> None:
-        """Switch a stage (next frame) and record it in its setting; KeyError for a stage not in this build."""
+        """Switch a stage (next frame) and record it in its setting; KeyError for a stage not in this build.
+        Remote: switched there (slow; RemoteControlError), this computer's settings stay as they were."""
+        if self.remote is not None:
+            self.remote.control.set_stages(**{name: bool(enabled)})
+            return
         self.engine.set_stage_enabled(name, enabled)
         setattr(self.settings, stage_spec(name).setting, bool(enabled))
 
@@ -136,20 +171,27 @@ class Session:
         return (status.model_group if status else None) or stage_spec(name).model_group
 
     def models_arrived(self, name: str) -> None:
-        """New model files are on disk: reload the stage and switch it on."""
-        if self.has_stage(name):
+        """New model files are on disk: reload the stage and switch it on (a remote engine has its own models)."""
+        if self.remote is None and self.has_stage(name):
             self.engine.stage(name).reset()
             self.set_stage_enabled(name, True)
 
     @property
     def avatar_stage(self) -> AvatarStage | None:
-        if not self.has_stage(LIVEPORTRAIT.name):
+        """The local avatar stage; None in remote mode and in builds without it."""
+        if self.remote is not None or not self.has_stage(LIVEPORTRAIT.name):
             return None
         stage = self.engine.stage(LIVEPORTRAIT.name)
         return stage if isinstance(stage, AvatarStage) else None
 
     def recalibrate(self) -> tuple[str, str]:
-        """Take the current pose as neutral; returns (level, message) saying what happened."""
+        """Take the current pose as neutral; returns (level, message) saying what happened (remote: slow)."""
+        if self.remote is not None:
+            try:
+                self.remote.control.recalibrate()
+            except RemoteControlError as exc:
+                return "error", f"Recalibrate on the remote engine failed: {exc}"
+            return "info", "Recalibrated on the remote engine: your current pose is the neutral pose now."
         stage = self.avatar_stage
         if stage is None:
             return "warning", f"Recalibrate needs {LIVEPORTRAIT.label}, which is not available in this build."
@@ -187,17 +229,24 @@ class Session:
         return {key for name, (reads, _) in ANIMATION_BINDING.items() if name in fields for key in reads}
 
     def _apply_animation(self) -> None:
-        """Hand the stage only the options whose value changes (some, like the motion mode, recalibrate)."""
+        """Hand the stage only the options whose value changes (some, like the motion mode, recalibrate). Remote:
+        the same changes go to the remote's ``PUT /control/animation`` (slow; RemoteControlError), which checks them
+        with the same :func:`~mirage_desktop.stages.avatar.options.check_option_changes`."""
         stage = self.avatar_stage
-        if stage is None:
+        current = stage.options if stage is not None else self._remote_animation
+        if current is None:
             return
-        current = stage.options
         fields = {f.name for f in dataclasses.fields(current)}
         animation = self.settings.animation
         changes = {name: value for name, (_, value_of) in ANIMATION_BINDING.items() if name in fields
                    for value in (value_of(animation),) if getattr(current, name) != value}
-        if changes:
+        if not changes:
+            return
+        if stage is not None:
             stage.set_options(**changes)
+        elif self.remote is not None:
+            self.remote.control.set_animation(**changes)
+            self._remote_animation = dataclasses.replace(current, **changes)
 
     # ================================================================================================ faces
     @property
@@ -225,7 +274,7 @@ class Session:
 
         Returns (the avatar's path, a note when the stage cannot take it yet because models are missing: the choice
         is kept). Raises :class:`AvatarError` for an unusable portrait; a copy made here is removed again, so a bad
-        portrait leaves nothing behind.
+        portrait leaves nothing behind. Remote: the portrait is uploaded (checked here and there) and used there.
         """
         try:
             load_image(path)
@@ -238,7 +287,14 @@ class Session:
             target = copy_to
         note = ""
         stage = self.avatar_stage
-        if stage is not None:
+        if self.remote is not None:
+            try:
+                self.remote.control.upload_avatar(target)
+            except RemoteControlError as exc:
+                if copy_to is not None:
+                    copy_to.unlink(missing_ok=True)
+                raise AvatarError(f"The remote engine did not take {path.name}: {exc}") from exc
+        elif stage is not None:
             try:
                 stage.set_avatar(target)
             except StageUnavailable as exc:
@@ -249,6 +305,22 @@ class Session:
                 raise
         self.settings.avatar = None if target == bundled_avatar() else target
         return target, note
+
+    # ================================================================================================ stats
+    def stats(self) -> dict[str, Any]:
+        """The engine's stats; remote: with the remote's own stages beside the round trip and the ``remote``
+        block (``{"url", "connected", "frames_received", "round_trip_p50_ms", "round_trip_p95_ms",
+        "reconnects", ...}``)."""
+        stats = self.engine.stats()
+        if self.remote is not None:
+            self.remote.decorate(stats)
+        return stats
+
+    def remote_stats(self) -> dict[str, Any] | None:
+        """The ``remote`` block of ``--stats-json``: as the session closed, or now; None when not remote."""
+        if self.remote is None:
+            return None
+        return self._remote_final if self._remote_final is not None else self.remote.client.stats()
 
     # ================================================================================================ token
     def ensure_token(self) -> bool:
@@ -300,12 +372,14 @@ class Session:
             return f"Sending to {output.device}" + (f" ({output.backend})" if output.backend else ""), False
         return str(output.status or "on").capitalize(), False
 
-    def start_http(self) -> HttpServer:
-        """Slow (binds the port, starts the loop): serve /health, /metrics and WebRTC. ValueError or OSError when
-        it cannot; the token is made first if there is none (see :meth:`ensure_token` to know and save it)."""
+    def start_http(self, *, ssl_context: ssl.SSLContext | None = None,
+                   ice_servers: Sequence[RTCIceServer] = ()) -> HttpServer:
+        """Slow (binds the port, starts the loop): serve /health, /metrics and WebRTC, over HTTPS with
+        ``ssl_context``, with STUN/TURN ``ice_servers`` for peers behind NAT. ValueError or OSError when it cannot;
+        the token is made first if there is none (see :meth:`ensure_token` to know and save it)."""
         from mirage_desktop.webrtc.server import HttpServer
 
-        server = HttpServer(self.engine, self.settings)
+        server = HttpServer(self.engine, self.settings, ssl_context=ssl_context, ice_servers=ice_servers)
         try:
             server.start()
         except BaseException:
@@ -366,5 +440,9 @@ class Session:
             except Exception:
                 logger.exception("Stopping the HTTP server failed")
         self.engine.stop()
+        if self.remote is not None:
+            if self._remote_final is None:
+                self._remote_final = self.remote.client.stats()  # as the run ended, before hanging up
+            self.remote.stop()
         self.virtual_camera = None
         self.recorder = None

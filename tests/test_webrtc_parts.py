@@ -19,7 +19,7 @@ from mirage_desktop.engine.sources import DemoSource
 from mirage_desktop.webrtc.datachannel import LatestWins
 from mirage_desktop.webrtc.metrics import CONTENT_TYPE, EngineCollector, MetricsPage
 from mirage_desktop.webrtc.sdp import media_sections, receiving_video_mids
-from mirage_desktop.webrtc.tracks import EngineVideoTrack, FrameFanout, SharedVideo
+from mirage_desktop.webrtc.tracks import EngineVideoTrack, FrameFanout, SharedVideo, bgr_to_yuv420p
 
 
 # ------------------------------------------------------------------------------------------------------- sdp
@@ -99,7 +99,8 @@ def test_peers_share_one_conversion_per_engine_frame_and_each_owns_its_frame() -
         expected = VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p").to_ndarray()
         for f in frames:
             assert f.format.name == "yuv420p" and (f.width, f.height) == (64, 48)
-            assert np.array_equal(f.to_ndarray(), expected)  # what each encoder would have made itself
+            # what each encoder would have made itself (PyAV's swscale), up to rounding: same BT.601 matrix
+            assert np.abs(f.to_ndarray().astype(int) - expected).max() <= 3
         fanout.send(Frame(image=255 - image, index=1, t_capture=0.0))
         await asyncio.sleep(0)
         for t in tracks:
@@ -146,3 +147,18 @@ def test_collector_exposes_the_engine_and_peer_numbers_to_prometheus_parser() ->
     assert values[("mirage_stage_latency_seconds_count", (("stage", "invert"),))] == 3
     assert values[("mirage_stage_enabled", (("stage", "invert"),))] == 1
     assert values[("mirage_frames_per_second", (("direction", "input"),))] == 0
+
+
+def test_the_fast_yuv420p_conversion_agrees_with_pyav() -> None:
+    """Same BT.601 limited-range matrix as swscale: luma within 1 level on any image; the chroma planes within 3
+    on smooth pictures (on pixel noise the two 2x2 subsampling filters differ, as any two resamplers would)."""
+    rng = np.random.default_rng(7)
+    noise = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:90, 0:160]
+    smooth = np.dstack([xx * 1.5, yy * 2.5, 200 - xx - yy // 2]).clip(0, 255).astype(np.uint8)
+    for image, luma_only in ((noise, True), (smooth, False)):
+        expected = VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p").to_ndarray()
+        ours = bgr_to_yuv420p(image)
+        assert ours.shape == expected.shape == (135, 160)
+        diff = np.abs(ours.astype(int) - expected.astype(int))
+        assert (diff[:90] if luma_only else diff).max() <= (1 if luma_only else 3)

@@ -5,8 +5,9 @@ preview through a Qt signal (at most one in flight), engine messages through ano
 the camera, probing cameras, preparing an avatar, downloading models, starting outputs) runs on a
 :class:`WorkerPool` thread whose result or exception comes back by signal. Errors a user can cause end up in a
 banner, never in a modal dialog. The avatar gallery, the Outputs card and the download dialog have their own
-controllers (:mod:`.avatars`, :mod:`.outputs_panel`, :mod:`.downloads`); the Animation card's options go straight to
-:meth:`Session.set_animation_options`.
+controllers (:mod:`.avatars`, :mod:`.outputs_panel`, :mod:`.downloads`); the Animation card's options go to
+:meth:`Session.set_animation_options`; on a remote engine the slow forwards are :mod:`.remote_mode`'s and the
+Engine... dialog is :mod:`.remote_dialog`'s.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource, Source, SourceError, list_cameras
 from mirage_desktop.engine.stage import StageStatus
 from mirage_desktop.session import Session
+from mirage_desktop.stages.avatar.stage import AvatarError
 from mirage_desktop.stages.factory import make_engine_source
 from mirage_desktop.stages.specs import STAGE_SPECS, stage_spec
 from mirage_desktop.ui.avatars import AvatarController, dropped_image
@@ -36,6 +38,8 @@ from mirage_desktop.ui.geometry import restore_geometry, save_geometry
 from mirage_desktop.ui.latency_panel import UPDATE_INTERVAL_S, LatencyPanel
 from mirage_desktop.ui.outputs_panel import OutputsController
 from mirage_desktop.ui.preview import FrameBridge, PreviewWidget
+from mirage_desktop.ui.remote_dialog import choose_engine
+from mirage_desktop.ui.remote_mode import RemoteMode, remote_from_settings
 from mirage_desktop.ui.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -97,15 +101,12 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Mirage")
         self.setAcceptDrops(True)
 
-        # ---- session and engine
-        engine_source, self._pending_message = source_or_demo(settings, source or settings.source)
-        self.session = Session(settings, engine_source, settings_path=settings_path, remember=True)
-        self.engine: Engine = self.session.engine
+        # ---- session and engine (here, or on the remote engine the settings choose)
+        self.settings_path = settings_path
         self.bridge = FrameBridge(self)
-        self.engine.add_output(CallbackOutput(self.bridge.offer, name="preview"))
         self._engine_messages = EngineMessages(self)
         self._engine_messages.message.connect(self.show_message)
-        self.engine.add_listener(self._engine_messages)
+        self._pending_message = self._open_session(source or settings.source)
 
         # ---- widgets
         self.preview = PreviewWidget(self.bridge)
@@ -123,6 +124,7 @@ class MainWindow(QMainWindow):
         self.outputs.message.connect(self.show_message)
         self._connect_controls()
         self._build_shortcuts()
+        self.menuBar().addAction("Engine...", lambda: choose_engine(self))  # this computer or a remote engine
         self._show_initial_state()
         self._restore_ui_state()
 
@@ -134,6 +136,45 @@ class MainWindow(QMainWindow):
         self._stats_timer = QTimer(self)
         self._stats_timer.setInterval(int(UPDATE_INTERVAL_S * 1000))
         self._stats_timer.timeout.connect(self.refresh_stats)
+
+    def _open_session(self, spec: str) -> str | None:
+        """A session on ``spec`` (the demo if it cannot be opened) and the engine choice of the settings, with the
+        preview and the message listener on its engine; the message to show at start, if any."""
+        engine_source, message = source_or_demo(self.settings, spec)
+        remote, problem = remote_from_settings(self.settings)
+        self.session = Session(self.settings, engine_source, settings_path=self.settings_path, remember=True,
+                               remote=remote)
+        self.remote = RemoteMode(self.session, self.pool, self.show_message) if remote is not None else None
+        self.engine: Engine = self.session.engine
+        self.engine.add_output(CallbackOutput(self.bridge.offer, name="preview"))
+        self.engine.add_listener(self._engine_messages)
+        return problem or message
+
+    def switch_engine(self) -> None:
+        """Apply the Engine choice now: close this session (outputs, server, engine) off the GUI thread, open one
+        on the chosen engine with the same source, and bring the outputs back as they were."""
+        old = self.session
+        old.engine.remove_listener(self._engine_messages)
+        self._stats_timer.stop()
+        self.preview.clear("Switching the engine...")
+
+        def reopen(_result: object) -> None:
+            if self._shut_down:
+                return
+            message = self._open_session(self.settings.source)
+            for controller in (self.avatars, self.outputs):
+                controller.session = self.session
+            if message:
+                self.show_message("error", message)
+            self._show_initial_state()
+            self.status_device.setText(device_description(self.engine.device))
+            self.pool.run(self.session.start, on_result=self._on_engine_started, on_error=self._on_engine_failed)
+            self._stats_timer.start()
+            self.outputs.restore()
+
+        self.pool.run(old.close, on_result=reopen,
+                      on_error=lambda exc: (self.show_message("warning", f"Closing the previous engine: {exc}"),
+                                            reopen(None)))
 
     # ================================================================================================ building
     def _build_layout(self) -> None:
@@ -230,7 +271,7 @@ class MainWindow(QMainWindow):
         self.animation.set_supported(self.session.supported_animation_options())
 
     def _show_stage(self, name: str) -> None:
-        self.controls.stages[name].show_status(self.engine.stage(name).enabled, self.session.stage_status(name))
+        self.controls.stages[name].show_status(self.session.stage_enabled(name), self.session.stage_status(name))
 
     # ================================================================================================ lifecycle
     def start(self) -> None:
@@ -312,17 +353,21 @@ class MainWindow(QMainWindow):
     @Slot()
     def refresh_stats(self) -> None:
         """About twice a second: one ``engine.stats()`` snapshot for the plots, switches and status bar."""
-        stats = self.engine.stats()
+        stats = self.session.stats()
         self.latency.update_stats(stats)
         reason = ""
         for name in self.controls.stages:
             if not self.session.has_stage(name):
                 continue
-            stage = self.engine.stage(name)
-            status = stage.status()
-            self.controls.stages[name].show_status(stage.enabled, status)
-            if stage.enabled and status.reason and not reason:
-                reason = f"{stage.label}: {status.reason}"
+            enabled, status = self.session.stage_enabled(name), self.session.stage_status(name)
+            self.controls.stages[name].show_status(enabled, status)
+            if enabled and status.reason and not reason:
+                reason = f"{stage_spec(name).label}: {status.reason}"
+        if self.remote is not None:  # where the device would be: the round trip to the remote engine
+            self.status_device.setText(self.remote.status_text())
+            refused = self.remote.auth_message()
+            if refused:
+                self.show_message("error", refused)
         if not reason and not self.engine.running and self.engine.finished.is_set():
             reason = "The source stopped; choose another one."
         avatar = self.session.avatar_stage
@@ -377,6 +422,9 @@ class MainWindow(QMainWindow):
             self.show_message("warning", f"{stage_spec(name).label} is not available in this build.")
             self.controls.stages[name].show_status(False, StageStatus("off"))
             return
+        if self.remote is not None:  # over the network: off the GUI thread, shown when the remote answered
+            self.remote.set_stage(name, enabled, lambda: self._show_stage(name))
+            return
         self.session.set_stage_enabled(name, enabled)
         self._show_stage(name)
         self.save()
@@ -390,12 +438,20 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def recalibrate(self) -> None:
+        if self.remote is not None:
+            self.remote.recalibrate()
+            return
         self.show_message(*self.session.recalibrate())
 
     # ================================================================================================ animation
     @Slot(str, object)
     def set_animation_option(self, key: str, value: Any) -> None:
-        """One Animation option changed: the avatar uses it from the next frame; the settings keep it."""
+        """One Animation option changed: the avatar uses it from the next frame; the settings keep it. On a remote
+        engine the change goes to its ``/control/animation`` off the GUI thread."""
+        if self.remote is not None:
+            self.remote.set_animation_options({key: value})
+            self._save_timer.start()
+            return
         try:
             self.session.set_animation_options(**{key: value})
         except ConfigError as exc:

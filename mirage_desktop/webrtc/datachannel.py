@@ -2,7 +2,10 @@
 
 A peer sends ``{"type": "frame", "image_jpeg_base64": ..., "seq": n}`` to drive the engine and gets
 ``{"type": "frame", "image_jpeg_base64", "width", "height", "index", "seq"}`` back once the engine processed it;
-``{"type": "stats"}`` answers ``{"type": "stats", "stats": {...}}``; every mistake answers
+a peer driving the engine with its video track gets ``{"type": "echo", "in_pts", "out_pts"}`` for each avatar frame
+made from one of its frames (``in_pts``: the pts that frame arrived with; ``out_pts``: the pts the avatar frame goes
+out with on the server's track), so it can match what comes back to what it sent (the remote-engine client's round
+trip); ``{"type": "stats"}`` answers ``{"type": "stats", "stats": {...}}``; every mistake answers
 ``{"type": "error", "status", "error"}``. JPEG decoding and encoding run on a small thread pool, one at a time
 per direction and peer, through :class:`LatestWins`: a peer that sends faster than the codecs keep up loses its
 older frames instead of queueing them.
@@ -118,6 +121,10 @@ class FrameChannel:
             return False
         self.bytes_sent += len(text.encode("utf-8"))
         return True
+
+    def echo(self, in_pts: int, out_pts: int) -> bool:
+        """Tell the peer the avatar made from its track frame ``in_pts`` leaves on our track as ``out_pts``."""
+        return self.send({"type": "echo", "in_pts": in_pts, "out_pts": out_pts})
 
     def send_error(self, status: int, message: str) -> None:
         self.send({"type": "error", "status": status, "error": message})

@@ -113,10 +113,17 @@ class Driving:
             self._fanout.remove_listener(self._on_engine_frame)
 
     def _on_engine_frame(self, frame: Frame) -> None:
-        """A processed frame: if the driving peer sent its camera frame over the data channel, send it back."""
+        """A processed frame: if the driving peer sent its camera frame over the data channel, send it back; if it
+        came on the peer's video track, the avatar goes back on the track and its track says which pts it leaves
+        with (the echo of :mod:`.datachannel`)."""
         peer = self.driver
         if peer is None or peer.source is None or peer.channel is None:
             return
         matched, tag = peer.source.take_reply_tag(frame)
-        if matched:
-            peer.channel.reply(frame, tag)
+        if not matched:
+            return
+        if "pts" in tag:
+            if peer.track is not None:
+                peer.track.mark(frame.image, tag["pts"])
+            return
+        peer.channel.reply(frame, tag)

@@ -58,6 +58,7 @@ class Offers:
                 raise BadRequest("The WHEP offer has no video section that can receive (a=recvonly or sendrecv).")
             if video:
                 peer.track = EngineVideoTrack(self.video, self._frame_size())
+                peer.track.on_echo = lambda in_pts, out_pts: self._echo(peer, in_pts, out_pts)
                 pc.addTrack(peer.track)
                 if kind == "whep":
                     video[0].direction = "sendonly"  # a WHEP player only watches
@@ -70,6 +71,11 @@ class Offers:
             raise
         logger.info("WebRTC peer %s (%s) from %s", peer.id, kind, remote or "?")
         return peer, pc.localDescription.sdp
+
+    @staticmethod
+    def _echo(peer: Peer, in_pts: int, out_pts: int) -> None:
+        if peer.channel is not None:
+            peer.channel.echo(in_pts, out_pts)
 
     def _frame_size(self) -> tuple[int, int]:
         """The placeholder's size until the first engine frame: the last frame's, else the configured output's."""
@@ -91,9 +97,10 @@ class Offers:
         if peer.kind != "webrtc":
             return
 
-        def on_track_image(image: np.ndarray) -> None:
+        def on_track_image(image: np.ndarray, pts: int) -> None:
             peer.frames_received += 1
-            self.driving.feed(peer, image, None)
+            # with a data channel open, ask which pts the avatar made from this frame leaves with (the echo)
+            self.driving.feed(peer, image, {"pts": pts} if peer.channel is not None else None)
 
         def on_channel_image(image: np.ndarray, tag: Any) -> bool:
             peer.frames_received += 1

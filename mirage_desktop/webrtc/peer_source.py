@@ -102,9 +102,10 @@ class PeerSource(Source):
 
 
 async def pump_track(
-    track: Any, on_image: Callable[[np.ndarray], None], wanted: Callable[[], bool] = lambda: True
+    track: Any, on_image: Callable[[np.ndarray, int], None], wanted: Callable[[], bool] = lambda: True
 ) -> None:
-    """Read a peer's incoming video track until it ends, handing each frame to ``on_image`` as BGR.
+    """Read a peer's incoming video track until it ends, handing each frame to ``on_image`` as BGR with its pts
+    (aiortc's receiver counts the sender's 90 kHz timestamps from its first frame; the echo of :mod:`.tracks` uses it).
 
     Every frame is read at once (aiortc queues decoded frames without bound); while ``wanted()`` is False frames
     are read and dropped without the colour conversion.
@@ -123,4 +124,4 @@ async def pump_track(
         except Exception as exc:  # noqa: BLE001 -- a frame the converter rejects: skip it, keep the stream
             logger.debug("Dropping an incoming frame that cannot be converted: %s", exc)
             continue
-        on_image(image)
+        on_image(image, frame.pts)

@@ -7,10 +7,11 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.stats import RTCOutboundRtpStreamStats
 
 from mirage_desktop.webrtc.auth import json_error
@@ -31,9 +32,10 @@ CLOSE_TIMEOUT_S = 5.0
 class PeerRegistry:
     """Every connected or connecting peer by id, and the server's running totals (event loop only)."""
 
-    def __init__(self, max_peers: int, driving: Driving) -> None:
+    def __init__(self, max_peers: int, driving: Driving, ice_servers: Sequence[RTCIceServer] = ()) -> None:
         self.max_peers = max_peers
         self.driving = driving
+        self.ice_servers = list(ice_servers)  # STUN/TURN for an engine behind NAT; none: host candidates only
         self.peers: dict[str, Peer] = {}
         self.bytes_sent_total = 0
         self.frames_sent_total = 0
@@ -56,7 +58,7 @@ class PeerRegistry:
                 503, f"Too many peers: {len(self.peers)} of {self.max_peers} are connected. Hang one up "
                      "(DELETE /webrtc/connections/{id}) or raise max_peers in the settings.", {"Retry-After": "10"}))
         peer_id = secrets.token_hex(8)
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # host candidates only: no STUN lookups
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self.ice_servers)))
         peer = Peer(id=peer_id, kind=kind, remote=remote, pc=pc,
                     started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         self.peers[peer_id] = peer

@@ -7,6 +7,8 @@ Endpoints (token = ``Authorization: Bearer <token>``):
 - ``GET /metrics``: Prometheus text. No token (numbers only).
 - ``POST /webrtc/offer``: ``{"sdp", "type": "offer"}`` -> ``{"sdp", "type": "answer", "id"}``. Token.
 - ``GET /webrtc/connections``, ``DELETE /webrtc/connections/{id}``. Token.
+- ``/control/...``: stage switches, avatar upload, animation options, model status, stats (see :mod:`.control`).
+  Token.
 - ``POST /whep`` (RFC 9725): SDP offer -> ``201 Created``, SDP answer, ``Location: /whep/{id}``;
   ``DELETE /whep/{id}`` hangs up. Token.
 """
@@ -23,8 +25,10 @@ from pathlib import Path
 from aiohttp import web
 
 from mirage_desktop import __version__
+from mirage_desktop.config import Settings
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.webrtc.auth import check_request, json_error
+from mirage_desktop.webrtc.control import add_control_routes
 from mirage_desktop.webrtc.errors import BadRequest, Refusal
 from mirage_desktop.webrtc.metrics import MetricsPage
 from mirage_desktop.webrtc.offers import Offers
@@ -41,9 +45,10 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 class Routes:
     """The aiohttp application over the server's parts; ``token`` and ``url`` are read on every request."""
 
-    def __init__(self, *, engine: Engine, registry: PeerRegistry, offers: Offers, metrics: MetricsPage,
+    def __init__(self, *, engine: Engine, settings: Settings, registry: PeerRegistry, offers: Offers, metrics: MetricsPage,
                  token: Callable[[], str], url: Callable[[], str], started_mono: float) -> None:
         self.engine = engine
+        self.settings = settings
         self.registry = registry
         self.offers = offers
         self.metrics = metrics
@@ -64,6 +69,7 @@ class Routes:
         app.router.add_delete("/whep/{id}", self.delete_connection)
         app.router.add_route("PATCH", "/whep/{id}", self.whep_patch)
         app.router.add_route("OPTIONS", "/whep/{id}", self.whep_options)
+        add_control_routes(app, self.engine, self.settings, self._authorize)
         return app
 
     @web.middleware

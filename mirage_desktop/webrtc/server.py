@@ -4,7 +4,8 @@
 ``stop()``. Its parts, each in its module: the loop thread (:mod:`.loop`), the endpoints (:mod:`.routes`, which
 lists them), the peers (:mod:`.registry`, :mod:`.peer`, :mod:`.offers`), which peer drives the engine
 (:mod:`.driver`), the data-channel protocol (:mod:`.datachannel`), the avatar video fanned out to every peer
-(:mod:`.tracks`) and ``/metrics`` (:mod:`.metrics`).
+(:mod:`.tracks`), ``/metrics`` (:mod:`.metrics`) and the ``/control`` endpoints of a remote client
+(:mod:`.control`). ``ssl_context`` (HTTPS, :mod:`.tls`) and ``ice_servers`` (STUN/TURN) are set before ``start``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import ssl
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
+from aiortc import RTCIceServer
 
 from mirage_desktop.config import Settings
 from mirage_desktop.engine.pipeline import Engine
@@ -51,6 +55,8 @@ class HttpServer:
         token: str | None = None,
         *,
         max_peers: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        ice_servers: Sequence[RTCIceServer] = (),
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -62,6 +68,8 @@ class HttpServer:
         if self.max_peers < 1:
             raise ValueError(f"max_peers {self.max_peers} must be at least 1.")
         self._fixed_token = token or None
+        self.ssl_context = ssl_context  # serve HTTPS itself (--tls-cert/--tls-key); set before start
+        self.ice_servers: list[RTCIceServer] = list(ice_servers)  # STUN/TURN (--ice-server) behind NAT
         if self._fixed_token is None:
             settings.ensure_token()
         self._loop = LoopThread("mirage-http")
@@ -83,7 +91,7 @@ class HttpServer:
             host = "127.0.0.1" if host == "0.0.0.0" else "::1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}/"
+        return f"{'https' if self.ssl_context is not None else 'http'}://{host}:{self.port}/"
 
     @property
     def peers(self) -> int:
@@ -145,7 +153,7 @@ class HttpServer:
         self._codec_pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="mirage-jpeg")
         self._fanout = FrameFanout(loop)
         driving = Driving(self.engine, self.settings, self._fanout)
-        registry = self._registry = PeerRegistry(self.max_peers, driving)
+        registry = self._registry = PeerRegistry(self.max_peers, driving, self.ice_servers)
 
         def stats() -> dict[str, Any]:
             payload = self.engine.stats()
@@ -155,11 +163,11 @@ class HttpServer:
         offers = Offers(self.engine, self.settings, registry, driving, SharedVideo(self._fanout), self._codec_pool,
                         stats)
         metrics = MetricsPage(EngineCollector(self.engine, registry.numbers))
-        routes = Routes(engine=self.engine, registry=registry, offers=offers, metrics=metrics,
+        routes = Routes(engine=self.engine, settings=self.settings, registry=registry, offers=offers, metrics=metrics,
                         token=lambda: self.token, url=lambda: self.url, started_mono=time.monotonic())
         self._runner = web.AppRunner(routes.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         addresses = self._runner.addresses
         if addresses:

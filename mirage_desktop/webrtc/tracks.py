@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import cv2
 import numpy as np
 from aiortc.mediastreams import VIDEO_CLOCK_RATE, VIDEO_TIME_BASE, MediaStreamError, VideoStreamTrack
 from av import VideoFrame
@@ -28,6 +29,17 @@ logger = logging.getLogger(__name__)
 REPEAT_AFTER_S = 1.0
 
 FrameListener = Callable[[Frame], None]
+
+
+def bgr_to_yuv420p(image: np.ndarray) -> np.ndarray:
+    """An even-sized bgr24 image as planar yuv420p (I420, ``(h * 3 // 2, w)``), what the VP8/H.264 encoders take.
+
+    OpenCV's conversion uses the same BT.601 limited-range matrix as swscale's default (PyAV's ``reformat``): luma
+    agrees within a level, chroma within 3 on camera pictures (its 2x2 subsampling filter differs from swscale's
+    only on pixel-level detail). It is about ten times faster at 720p (SIMD): ~0.5 ms instead of ~6 ms on this
+    machine's CPU, paid once per frame on each side of a remote engine's round trip.
+    """
+    return cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
 
 
 class FrameFanout(Output):
@@ -133,7 +145,7 @@ class SharedVideo:
             h, w = image.shape[:2]
             if w % 2 or h % 2:  # yuv420p needs even sizes to wrap a buffer: convert per caller, as aiortc would
                 return VideoFrame.from_ndarray(image, format="bgr24")
-            self._yuv = VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p").to_ndarray()
+            self._yuv = bgr_to_yuv420p(image)
             self._converted = image
             self.conversions += 1
         assert self._yuv is not None
@@ -157,7 +169,15 @@ class EngineVideoTrack(VideoStreamTrack):
         self._last_pts = -1
         self.frames_sent = 0
         self.frames_repeated = 0
+        self.on_echo: Callable[[int, int], None] | None = None  # (pts in, pts out); see mark()
+        self._mark: tuple[np.ndarray, int] | None = None
         shared.subscribe(self)
+
+    def mark(self, image: np.ndarray, in_pts: int) -> None:
+        """Report through ``on_echo`` the pts ``image`` goes out with on this track: the remote-engine client
+        matches the avatar frames it gets back to the camera frames it sent (``in_pts``, its track's pts) this way,
+        for the round trip. Event loop only."""
+        self._mark = (image, in_pts)
 
     def wake(self) -> None:
         """A new engine frame is there (called on the event loop)."""
@@ -191,6 +211,10 @@ class EngineVideoTrack(VideoStreamTrack):
         frame.pts = self._next_pts()
         frame.time_base = VIDEO_TIME_BASE
         self.frames_sent += 1
+        mark = self._mark
+        if mark is not None and mark[0] is image and self.on_echo is not None:
+            self._mark = None
+            self.on_echo(mark[1], frame.pts)
         return frame
 
     def stop(self) -> None:

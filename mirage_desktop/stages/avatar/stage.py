@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,16 @@ from mirage_desktop.liveportrait.cropper import Cropper, SourceCrop
 from mirage_desktop.liveportrait.live_crop import LiveCropper
 from mirage_desktop.liveportrait.loader import LivePortraitLoadError
 from mirage_desktop.liveportrait.motion import KpInfo
-from mirage_desktop.liveportrait.options import ANIMATION_REGIONS, DriveOptions, FaceRatios
+from mirage_desktop.liveportrait.options import FaceRatios
 from mirage_desktop.liveportrait.runner import LivePortrait, SourceState, rgb_to_tensor
-from mirage_desktop.liveportrait.smoothing import MIN_CUTOFF_HZ, MotionSmoother, OneEuroParams
+from mirage_desktop.liveportrait.smoothing import MotionSmoother
 from mirage_desktop.stages.avatar.canvas import AvatarCanvas, CanvasLayout
+from mirage_desktop.stages.avatar.options import (
+    RECALIBRATING_OPTIONS,
+    AnimationOptionError,
+    AvatarOptions,
+    check_option_changes,
+)
 from mirage_desktop.stages.face import FaceDetectionStage
 from mirage_desktop.stages.specs import LIVEPORTRAIT
 from mirage_desktop.vision.face import Face
@@ -45,81 +51,13 @@ logger = logging.getLogger(__name__)
 CROP_SIZE = NETWORK_SIZE
 #: the driving crop is cut at this side, then resized (bilinear) to 256, as the official driving path does
 DRIVING_CROP_SIZE = 512
-#: what the eyes and the lips can do: follow the driver's measured openness, hold a target value, or neither
-EYE_LIP_MODES = ("off", "driver", "target")
-#: the smoothing value at which the One-Euro filter has FasterLivePortrait's parameters (4 Hz)
-DEFAULT_SMOOTHING = 0.3
+
+
+__all__ = ["AnimationOptionError", "AvatarError", "AvatarOptions", "AvatarStage", "PreparedAvatar"]
 
 
 class AvatarError(RuntimeError):
     """The chosen portrait cannot be used (unreadable, no face); the previous avatar stays."""
-
-
-@dataclass(frozen=True)
-class AvatarOptions:
-    """User options of the animation (every official option; defaults are the official CLI's plus smoothing).
-
-    ``eyes`` / ``lips``: "off" (they move with the expression, as officially by default), "driver" (retargeting
-    follows the driver's measured openness each frame; the head keeps moving) or "target" (held at
-    ``eye_target`` / ``lip_target``). ``retargeting_only``: the official relative retargeting mode, where only the
-    eyes and lips move. ``smoothing``: 0 = off; otherwise the One-Euro filter on the motion, its still-face cutoff
-    ``4 Hz x 0.3 / smoothing`` (0.3: FasterLivePortrait's 4 Hz; 1: 1.2 Hz, heavier).
-    """
-
-    relative_pose: bool = True  # False: absolute pose and (the official subset of) expression of the driver
-    expression_friendly: bool = True  # False: pose-friendly
-    animation_region: str = "all"  # all, exp, pose, lip, eyes
-    driving_multiplier: float = 1.0
-    stitching: bool = True
-    eyes: str = "off"
-    eye_target: float = 0.3
-    lips: str = "off"
-    lip_target: float = 0.0
-    retargeting_only: bool = False
-    normalize_lip: bool = False
-    smoothing: float = DEFAULT_SMOOTHING
-    grace_s: float = 1.0  # hold the last animated frame this long when the face is lost
-    fallback: str = "avatar"  # after the grace period: "avatar" (at rest) or "passthrough" (the camera)
-
-    def __post_init__(self) -> None:
-        for name in ("eyes", "lips"):
-            if getattr(self, name) not in EYE_LIP_MODES:
-                raise ValueError(f'{name} "{getattr(self, name)}": use one of {", ".join(EYE_LIP_MODES)}')
-        if self.animation_region not in ANIMATION_REGIONS:
-            raise ValueError(f'animation region "{self.animation_region}": use one of {", ".join(ANIMATION_REGIONS)}')
-        if not 0 <= self.smoothing <= 1:
-            raise ValueError(f"smoothing {self.smoothing} must be between 0 (off) and 1 (heaviest)")
-        self.drive_options()  # the motion options' own checks
-
-    def drive_options(self) -> DriveOptions:
-        """The motion maths' options for these user options."""
-        return DriveOptions(
-            relative_motion=self.relative_pose,
-            driving_option="expression-friendly" if self.expression_friendly else "pose-friendly",
-            animation_region=self.animation_region,  # type: ignore[arg-type]
-            stitching=self.stitching,
-            driving_multiplier=self.driving_multiplier,
-            normalize_lip=self.normalize_lip,
-            eye_retargeting=self.eyes != "off",
-            lip_retargeting=self.lips != "off",
-            eye_target=self.eye_target if self.eyes == "target" else None,
-            lip_target=self.lip_target if self.lips == "target" else None,
-            retargeting_base="source" if self.retargeting_only else "driven",
-        )
-
-    @property
-    def needs_driver_ratios(self) -> bool:
-        return "driver" in (self.eyes, self.lips)
-
-    def smoother(self) -> MotionSmoother | None:
-        if self.smoothing <= 0:
-            return None
-        return MotionSmoother(OneEuroParams(min_cutoff=MIN_CUTOFF_HZ * DEFAULT_SMOOTHING / self.smoothing))
-
-
-#: option names that change what the reference (neutral) frame means
-_RECALIBRATE = {"relative_pose", "expression_friendly", "animation_region"}
-OPTION_NAMES = tuple(f.name for f in fields(AvatarOptions))
 
 
 @dataclass
@@ -174,14 +112,11 @@ class AvatarStage(Stage):
 
     def set_options(self, **changes: Any) -> None:
         """Change animation options (names of :class:`AvatarOptions`); applied from the next frame. Raises
-        ValueError for an unknown name or a bad value (the options stay as they were)."""
-        unknown = sorted(set(changes) - set(OPTION_NAMES))
-        if unknown:
-            raise ValueError(f"unknown avatar option {', '.join(unknown)}; choose from {', '.join(OPTION_NAMES)}")
-        options = replace(self.options, **changes)  # validates
+        :class:`AnimationOptionError` for an unknown name or a bad value (the options stay as they were)."""
+        options = replace(self.options, **check_option_changes(changes))
         smoother = options.smoother() if "smoothing" in changes else self._smoother
         self.options, self._drive_opts, self._smoother = options, options.drive_options(), smoother
-        if _RECALIBRATE & set(changes):
+        if RECALIBRATING_OPTIONS & set(changes):
             self.recalibrate()
 
     def set_avatar(self, path: Path | str) -> None:
