@@ -116,3 +116,7 @@ def check_option_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _DEFAULTS = AvatarOptions()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
