@@ -16,6 +16,7 @@ from typing import Any
 
 from mirage_desktop.config import Settings
 from mirage_desktop.stages.factory import UnknownStageError, build_engine, make_engine_source, parse_enable
+from mirage_desktop.engine import faults
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import SourceError, VideoFileSource
 
@@ -165,7 +166,8 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
         from mirage_desktop.outputs.recorder import Recorder, RecorderError
 
         try:
-            recorder = Recorder(args.record, fps=source.fps, keep_every_frame=args.every_frame)
+            recorder = Recorder(args.record, fps=source.fps, keep_every_frame=args.every_frame,
+                                on_error=lambda reason: engine.notify("error", reason))
         except RecorderError as exc:
             engine.stop()
             return _fail(str(exc))
@@ -183,6 +185,7 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous = install_stop_signals(stop)
 
+    faults.install(engine)  # test-only: does nothing unless MIRAGE_FAULTS is set (benchmarks/soak.py)
     engine.start(open_source=False)
     t0 = time.perf_counter()
     deadline = t0 + args.seconds if args.seconds is not None else None
