@@ -382,7 +382,7 @@ class Soak:
                 print(f"t={self.elapsed():.0f}s fault {name}: "
                       f"{'recovered in %.2f s' % recovery if recovery is not None else 'NOT recovered'} "
                       f"(took {time.monotonic() - t0:.0f} s)", flush=True)
-            await asyncio.sleep(rng.uniform(2.0, 5.0))
+            await asyncio.sleep(0.5 if order else rng.uniform(2.0, 5.0))  # every fault once, early
 
     async def ensure_on(self, stage: str) -> None:
         if not self.stage(stage).get("enabled"):
@@ -437,8 +437,10 @@ class Soak:
         """The camera vanishes (SourceLost: the engine falls back to the demo) and comes back (chosen again)."""
         async with self.source_lock:
             clip = str(self.assets["clip"])
-            self.command("source", spec=clip, width=self.args.width, height=self.args.height)
-            await self.until(lambda: self.source_is("video:"), 30)
+            if not self.source_is("video:"):
+                self.command("source", spec=clip, width=self.args.width, height=self.args.height)
+                await self.until(lambda: self.source_is("video:"), 30)
+            await asyncio.sleep(1.0)  # the capture thread has taken any pending switch
             self.command("source_lost")
             if await self.until(lambda: self.source_is("demo"), self.args.fault_timeout) is None:
                 return None

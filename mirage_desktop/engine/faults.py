@@ -167,6 +167,9 @@ class FaultInjector:
 
     def _op_source_lost(self, c: dict[str, Any]) -> None:
         """The next read of the current source raises SourceLost, as an unplugged camera does."""
+        deadline = time.monotonic() + 5.0
+        while getattr(self.engine, "_pending_source", None) is not None and time.monotonic() < deadline:
+            time.sleep(0.02)  # a switch is pending: the fault belongs to the source that will be read
         source = self.engine.source
         original = source.read
 
