@@ -44,6 +44,10 @@ TOKEN = "soak-token-0123456789abcdef"
 SAMPLE_S = 5.0  # /proc sampling period
 STALL_S = 2.0
 SLOW_FRAME_LIMIT_S = 120.0  # a stage computing one frame longer than this counts as hung, not slow
+#: Classes counted in the app after every viewer cycle (all peers gone): what should not grow.
+CENSUS_TYPES = ["RTCPeerConnection", "RTCRtpSender", "RTCRtpReceiver", "RTCDataChannel", "RTCSctpTransport",
+                "RTCDtlsTransport", "RTCIceTransport", "Peer", "EngineVideoTrack", "PeerSource", "Vp8Encoder",
+                "H264Encoder", "VideoFrame", "Frame", "ndarray", "Task", "Future", "socket"]
 WARMUP_S = 60.0  # model loading: not counted in fps_out_min
 
 
@@ -161,6 +165,8 @@ class Soak:
     driver_replies: int = 0
     t_start: float = 0.0
     recording: int = 0
+    census: list[dict[str, int]] = field(default_factory=list)
+    thread_names: list[str] = field(default_factory=list)
     source_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     stage_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -311,10 +317,17 @@ class Soak:
                     self.viewer_frames += c.frames
                 await asyncio.gather(*(c.leave(http, self.url) for c in ok), return_exceptions=True)
                 await asyncio.sleep(3.0)
+                tag = f"census#{len(self.cycle_rss) + 1}"
+                self.command("census", name=tag, types=CENSUS_TYPES)
+                if await self.until(lambda: any(e["name"] == tag for e in self.events), 10) is not None:
+                    census = next(e for e in self.events if e["name"] == tag)
+                    self.census.append({k: v for k, v in census["counts"].items() if v})
+                    self.thread_names = census["threads"]
                 if self.rss_mb:
                     self.cycle_rss.append(self.rss_mb[-1])
                     print(f"t={self.elapsed():.0f}s cycle {len(self.cycle_rss)}: {len(ok)} viewers, "
-                          f"RSS {self.rss_mb[-1]:.0f} MB, threads {self.threads[-1]}, fds {self.fds[-1]}", flush=True)
+                          f"RSS {self.rss_mb[-1]:.0f} MB, threads {self.threads[-1]}, fds {self.fds[-1]}; "
+                          f"live {self.census[-1] if self.census else '?'}", flush=True)
 
     @property
     def stages(self) -> list[str]:
@@ -693,7 +706,8 @@ def main() -> int:
     details = {"workdir": str(work), "cycle_rss_mb": soak.cycle_rss, "stall_notes": soak.stall_notes,
                "slowest_stage_frame_s": round(soak.slowest_stage_frame_s, 1), "fps_out_windows": soak.fps_windows,
                "viewer_frames": soak.viewer_frames, "driver_replies": soak.driver_replies,
-               "uncaught_in_log": uncaught, "recordings": check_recordings(work)}
+               "uncaught_in_log": uncaught, "recordings": check_recordings(work), "census_per_cycle": soak.census,
+               "threads_at_end": soak.thread_names}
     (work / "details.json").write_text(json.dumps(details, indent=2))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))

@@ -216,6 +216,20 @@ class FaultInjector:
         self.engine.remove_output(old)
         self.emit("done", "record", path=c["path"])
 
+    def _op_census(self, c: dict[str, Any]) -> None:
+        """Live objects of the named classes after a full collection: which per-peer things outlive their peer."""
+        import gc
+
+        wanted = set(c.get("types", ()))
+        gc.collect()
+        counts: dict[str, int] = dict.fromkeys(wanted, 0)
+        for obj in gc.get_objects():
+            name = type(obj).__name__
+            if name in wanted:
+                counts[name] += 1
+        self.emit("census", c.get("name", "census"), counts=counts, threads=sorted(t.name for t in
+                                                                                  threading.enumerate()))
+
     # ----------------------------------------------------------------------------------------------- status
     def _busy_stage(self) -> str | None:
         """The stage the processing thread is inside now, if any (tells a slow model from a hung engine)."""
