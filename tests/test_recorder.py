@@ -108,3 +108,21 @@ def test_fragment_every_second_while_recording(tmp_path: Path) -> None:
     with av.open(str(path)) as container:
         keys = [f.key_frame for f in container.decode(video=0)]
     assert len(keys) == 4 * FPS and sum(keys) == 4  # a keyframe (and fragment) each second
+
+
+def test_a_slow_engine_still_gives_a_recording_as_long_as_the_run(tmp_path: Path) -> None:
+    """Frames half a second apart (a slow stage) keep their capture times: each plays until the next one, and the
+    file lasts as long as the run, not 10 frames / 30 fps. PyAV's frame times are the oracle."""
+    path = tmp_path / "out.mp4"
+    rec = Recorder(path, fps=FPS)
+    t0 = time.perf_counter()
+    for i in range(10):
+        f = frame(i)
+        f.t_capture = t0 + 0.5 * i
+        rec.send(f)
+        time.sleep(0.02)
+    rec.close()
+    with av.open(str(path)) as container:
+        times = [f.time for f in container.decode(video=0)]
+    assert len(times) == 10
+    assert times == pytest.approx([0.5 * i for i in range(10)], abs=1.0 / FPS)

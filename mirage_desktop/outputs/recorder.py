@@ -147,7 +147,9 @@ def faststart(path: Path) -> bool:
 
 
 class Recorder(Output):
-    """Encodes frames with libx264 (yuv420p) at a constant rate; the first frame fixes the video size.
+    """Encodes frames with libx264 (yuv420p); the first frame fixes the video size. Live frames are timed by
+    their capture times on a ``fps`` grid (a frame the engine did not deliver is a longer display of the previous
+    one), offline frames (``keep_every_frame``) by their order.
 
     ``send`` only enqueues. With ``keep_every_frame=True`` (offline rendering) it blocks when the encoder falls
     behind so that no frame is lost; otherwise it drops the frame and counts it, so live latency never grows.
@@ -167,7 +169,7 @@ class Recorder(Output):
         self.frames_dropped = 0
         self.bytes_written = 0
         self.error: str | None = None
-        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=8)
+        self._queue: queue.Queue[Frame | None] = queue.Queue(maxsize=8)
         check_writable(self.path)
         self._thread = threading.Thread(target=self._run, name="mirage-recorder", daemon=True)
         self._thread.start()
@@ -176,10 +178,10 @@ class Recorder(Output):
         if self.error is not None:
             return
         if self.keep_every_frame:
-            self._queue.put(frame.image)
+            self._queue.put(frame)
             return
         try:
-            self._queue.put_nowait(frame.image)
+            self._queue.put_nowait(frame)
         except queue.Full:
             self.frames_dropped += 1
 
@@ -196,7 +198,7 @@ class Recorder(Output):
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.options = {"preset": "veryfast", "crf": "20", "g": str(gop), "keyint_min": str(gop),
-                          "sc_threshold": "0"}
+                          "sc_threshold": "0", "bf": "0"}  # no B-frames: nothing held back, starts at 0
         return container, stream, file, size
 
     def _run(self) -> None:
@@ -207,17 +209,28 @@ class Recorder(Output):
         file: _SyncedFile | None = None
         size: tuple[int, int] | None = None
         failed = False
+        t_first = 0.0
+        pts = -1
         try:
             while True:
-                image = self._queue.get()
-                if image is None:
+                item = self._queue.get()
+                if item is None:
                     break
+                image = item.image
                 if container is None:
                     container, stream, file, size = self._open(image)
+                    t_first = item.t_capture
+                    time_base = Fraction(1) / Fraction(self.fps).limit_denominator(1001)
+                # Live: stamp each frame with its capture time, so the file lasts as long as the run even when a
+                # slow stage delivers few frames (the player holds each one until the next). Offline: one slot each.
+                slot = pts + 1 if self.keep_every_frame else round((item.t_capture - t_first) * self.fps)
+                pts = max(pts + 1, slot)
                 assert size is not None
                 if (image.shape[1], image.shape[0]) != size:
                     image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+                frame.pts = pts
+                frame.time_base = time_base
                 for packet in stream.encode(frame):
                     container.mux(packet)
                 self.frames_written += 1
