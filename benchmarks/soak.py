@@ -80,12 +80,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def prepare(work: Path, width: int, height: int, fps: float, cache: Path) -> dict[str, Path]:
+def prepare(work: Path, width: int, height: int, fps: float, cache: Path, liveportrait: bool) -> dict[str, Path]:
     """Model folder (synthetic LivePortrait weights linked, our own copy of SCRFD to break), a clip, portraits."""
     import cv2
 
     weights = cache / "liveportrait_synth"
-    if not (weights / "spade_generator.pth").exists():
+    if liveportrait and not (weights / "spade_generator.pth").exists():
         print(f"writing the kit's synthetic LivePortrait weights to {weights} (once) ...", flush=True)
         subprocess.run([sys.executable, str(SHARED / "liveportrait" / "synth_weights.py"), str(weights)], check=True)
     models = work / "models"
@@ -693,7 +693,7 @@ def main() -> int:
     (work / "ctl").mkdir(exist_ok=True)
     for old in (work / "ctl").glob("*"):
         old.unlink()
-    assets = prepare(work, args.width, args.height, args.fps, args.cache)
+    assets = prepare(work, args.width, args.height, args.fps, args.cache, "liveportrait" in args.enable)
     soak = Soak(args, work, assets)
     try:
         asyncio.run(soak.run())

@@ -21,13 +21,10 @@ KEYS = {"minutes", "rss_mb", "rss_slope_mb_per_h", "threads", "fds", "fps_out_mi
 FAULTS = {"stage_burst", "cuda_oom", "model_truncated", "source_lost", "disk_full"}
 
 
-def test_short_soak_has_no_crash_no_stall_and_every_fault_recovers(tmp_path: Path, shared_dir: Path,
-                                                                   synth_weights_dir: Path) -> None:
+def test_short_soak_has_no_crash_no_stall_and_every_fault_recovers(tmp_path: Path, shared_dir: Path) -> None:
     if not Path("/proc/self/status").exists():
         pytest.skip("the soak samples the app through /proc (Linux)")
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "liveportrait_synth").symlink_to(synth_weights_dir)  # the session's weights, not a second copy
+    cache = tmp_path / "cache"  # no LivePortrait weights are written: the stage stays off
     out = tmp_path / "soak.json"
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
