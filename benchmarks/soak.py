@@ -524,6 +524,9 @@ class Soak:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.alive():  # a fault cut short by the end of the run: the last recording must finish cleanly
+            self.command("disk_full", on=False)
+            await asyncio.sleep(0.5)
         await self.stop_app()
 
     async def stop_app(self) -> None:

@@ -74,7 +74,7 @@ def final_stats(engine: Engine, wall_s: float) -> dict[str, Any]:
 
 
 #: Signals that end a headless run the way Ctrl+C does: SIGTERM is what ``docker stop``, systemd and most supervisors
-#: send; SIGHUP comes when the terminal closes. A second one while stopping gives up waiting (exit code 130).
+#: send; SIGHUP comes when the terminal closes. A second one while stopping gives up waiting (exit code 128+N).
 STOP_SIGNALS: tuple[str, ...] = ("SIGINT", "SIGTERM", "SIGHUP")
 #: ``kill -USR1 <pid>`` prints every thread's stack to stderr (for a run that seems stuck; the soak uses it).
 DUMP_SIGNAL = "SIGUSR1"
@@ -91,8 +91,11 @@ def install_stop_signals(stop: threading.Event) -> dict[int, Any]:
         if stop.is_set():  # asked twice: the user does not want to wait for the clean stop
             signal.signal(signum, signal.SIG_DFL)
             os._exit(128 + signum)
-        print(f"mirage: {signal.Signals(signum).name} received, stopping", file=sys.stderr, flush=True)
         stop.set()
+        try:
+            print(f"mirage: {signal.Signals(signum).name} received, stopping", file=sys.stderr, flush=True)
+        except RuntimeError:  # the main thread was itself writing to stderr: the stop matters, not the line
+            pass
 
     previous: dict[int, Any] = {}
     for name in STOP_SIGNALS:

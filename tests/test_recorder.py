@@ -126,3 +126,25 @@ def test_a_slow_engine_still_gives_a_recording_as_long_as_the_run(tmp_path: Path
         times = [f.time for f in container.decode(video=0)]
     assert len(times) == 10
     assert times == pytest.approx([0.5 * i for i in range(10)], abs=1.0 / FPS)
+
+
+def test_slow_frames_are_on_disk_within_a_second_of_video(tmp_path: Path) -> None:
+    """A slow engine (a frame every half second): keyframes, hence fragments, come by time and the encoder holds
+    nothing back, so a copy of the file taken while recording (what a kill leaves) already plays almost all."""
+    path = tmp_path / "out.mp4"
+    rec = Recorder(path, fps=FPS)
+    t0 = time.perf_counter()
+    for i in range(8):
+        f = frame(i)
+        f.t_capture = t0 + 0.5 * i
+        rec.send(f)
+        time.sleep(0.02)
+    wait_written(rec, 8)
+    time.sleep(1.5)  # the once-a-second flush
+    snapshot = tmp_path / "killed.mp4"
+    snapshot.write_bytes(path.read_bytes())
+    rec.close()
+    assert decoded(snapshot) >= 6  # at most the last second (2 frames here) missing
+    with av.open(str(path)) as container:
+        keys = [f.key_frame for f in container.decode(video=0)]
+    assert len(keys) == 8 and sum(keys) >= 4

@@ -71,7 +71,7 @@ class _SyncedFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._f: BinaryIO = open(path, "wb")
+        self._f: BinaryIO = open(path, "wb", buffering=0)  # unbuffered: what the muxer wrote survives a kill
         self.written = 0
         self.error: OSError | None = None
         self._synced = time.monotonic()
@@ -82,7 +82,13 @@ class _SyncedFile:
                 injected = faults.write_fault()
                 if injected is not None:
                     raise injected
-            n = self._f.write(data)
+            view = memoryview(data)
+            n = 0
+            while n < len(view):  # a raw write may be partial
+                done = self._f.write(view[n:])
+                if not done:
+                    raise OSError(errno.EIO, "the file accepted no bytes")
+                n += done
         except OSError as exc:
             if self.error is None:
                 self.error = exc
@@ -191,25 +197,29 @@ class Recorder(Output):
         h, w = image.shape[:2]
         size = (w - w % 2, h - h % 2)  # yuv420p needs even sides
         file = _SyncedFile(self.path)
-        container = av.open(file, mode="w", format="mp4", options={"movflags": FRAGMENTED_MOVFLAGS})
+        container = av.open(file, mode="w", format="mp4", options={"movflags": FRAGMENTED_MOVFLAGS,
+                                                                   "flush_packets": "1"})  # no avio buffering
         rate = Fraction(self.fps).limit_denominator(1001)
         gop = max(1, round(float(rate) * FRAGMENT_S))
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "20", "g": str(gop), "keyint_min": str(gop),
-                          "sc_threshold": "0", "bf": "0"}  # no B-frames: nothing held back, starts at 0
+        # zerolatency: no lookahead and no B-frames, so each frame leaves the encoder at once (a slow engine's
+        # frames would otherwise wait in it for minutes); forced-idr: a keyframe forced by time starts a fragment
+        stream.options = {"preset": "veryfast", "tune": "zerolatency", "crf": "20", "g": str(gop),
+                          "keyint_min": str(gop), "sc_threshold": "0", "forced-idr": "1"}
         return container, stream, file, size
 
     def _run(self) -> None:
         import av
+        from av.video.frame import PictureType
 
         container: Any = None
         stream: Any = None
         file: _SyncedFile | None = None
         size: tuple[int, int] | None = None
         failed = False
-        t_first = 0.0
+        t_first = t_key = 0.0
         pts = -1
         try:
             while True:
@@ -231,6 +241,10 @@ class Recorder(Output):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
                 frame.pts = pts
                 frame.time_base = time_base
+                t = float(pts * time_base)
+                if t - t_key >= FRAGMENT_S:  # a fragment per second of video even when frames come slowly
+                    frame.pict_type = PictureType.I
+                    t_key = t
                 for packet in stream.encode(frame):
                     container.mux(packet)
                 self.frames_written += 1
