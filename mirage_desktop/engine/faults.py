@@ -211,7 +211,7 @@ class FaultInjector:
         old = next((o for o in self.engine.outputs if o.name == "recorder"), None)
         if old is None:
             raise RuntimeError("no recorder to replace; start the app with --record")
-        new = type(old)(c["path"], fps=old.fps)
+        new = type(old)(c["path"], fps=old.fps, on_error=getattr(old, "on_error", None))
         self.engine.add_output(new)
         self.engine.remove_output(old)
         self.emit("done", "record", path=c["path"])
