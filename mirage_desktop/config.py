@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import secrets
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -261,20 +263,34 @@ def load_settings(
     settings = Settings()
     path = path or Path(env.get("MIRAGE_SETTINGS", "") or default_settings_file())
     known = {f.name for f in dataclasses.fields(Settings)}
+    problems: list[str] = []
+    unreadable = False
     if use_file and path.exists():
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict):
                 raise ValueError("top level is not an object")
-        except (OSError, ValueError) as exc:
-            logger.warning("Ignoring unreadable settings file %s (%s); defaults are used", path, exc)
+        except OSError as exc:  # not corrupt, only unreadable now: leave it alone
+            problems.append(f"Cannot read the settings file {path} ({exc.strerror or exc}); defaults are used. "
+                            "Check its permissions.")
+            unreadable = True
+            data = {}
+        except ValueError as exc:
+            problems.append(f"The settings file {path} is corrupt ({exc}); defaults are used.")
             data = {}
         for key, raw in data.items():
             if key in known:
                 try:
                     setattr(settings, key, _coerce(key, raw, str(path)))
                 except ConfigError as exc:
-                    logger.warning("%s", exc)
+                    problems.append(str(exc))
+        if problems and not unreadable:  # some of it was rejected: keep the user's file before a save replaces it
+            backup = keep_backup(path)
+            if backup is not None:
+                problems.append(f"The old file is kept as {backup}; fix it and move it back, or delete it.")
+    for message in problems:
+        logger.warning("%s", message)
+    settings.__dict__["load_problems"] = problems  # not a field: shown by the window, never saved
     for var, key in ENV_VARS.items():
         if var in env:
             setattr(settings, key, _coerce(key, env[var], f"environment variable {var}"))
@@ -283,11 +299,57 @@ def load_settings(
     return settings
 
 
+def keep_backup(path: Path) -> Path | None:
+    """Move a settings file that could not be used fully aside (``settings.json.corrupt-<time>``), so the next
+    save cannot overwrite what the user may want to repair; None when even that fails."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    backup = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while backup.exists():
+        n += 1
+        backup = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    try:
+        os.replace(path, backup)
+    except OSError as exc:
+        logger.warning("Could not keep a backup of %s: %s", path, exc)
+        return None
+    return backup
+
+
 def save_settings(settings: Settings, path: Path | None = None) -> Path:
-    """Write the settings file atomically, so a crash never leaves half a file."""
+    """Write the settings file atomically: a temporary file in the same folder, flushed to disk, then renamed
+    over the old one, so a crash or power cut leaves the old file or the new one, never half of one."""
     path = path or Path(os.environ.get("MIRAGE_SETTINGS", "") or default_settings_file())
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(settings.to_json(), indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(settings.to_json(), indent=2, sort_keys=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        raise
+    _sync_folder(path.parent)
     return path
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); Windows has no directory handles to sync, and needs none."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mirage_desktop.config import Settings
+from mirage_desktop.engine import faults
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import SourceError, VideoFileSource
 from mirage_desktop.session import Session
@@ -73,8 +76,48 @@ def final_stats(engine: Engine, wall_s: float) -> dict[str, Any]:
     return stats
 
 
+#: Signals that end a headless run the way Ctrl+C does: SIGTERM is what ``docker stop``, systemd and most supervisors
+#: send; SIGHUP comes when the terminal closes. A second one while stopping gives up waiting (exit code 128+N).
+STOP_SIGNALS: tuple[str, ...] = ("SIGINT", "SIGTERM", "SIGHUP")
+#: ``kill -USR1 <pid>`` prints every thread's stack to stderr (for a run that seems stuck; the soak uses it).
+DUMP_SIGNAL = "SIGUSR1"
+
+
+def install_stop_signals(stop: threading.Event) -> dict[int, Any]:
+    """Make every stop signal set ``stop`` so the run leaves its loop and takes the one clean stop path (outputs
+    closed, recording finalised, peers hung up, stats written). Returns the previous handlers for
+    :func:`restore_signals`; empty when not on the main thread (signals can only be handled there)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if stop.is_set():  # asked twice: the user does not want to wait for the clean stop
+            signal.signal(signum, signal.SIG_DFL)
+            os._exit(128 + signum)
+        stop.set()
+        try:
+            print(f"mirage: {signal.Signals(signum).name} received, stopping", file=sys.stderr, flush=True)
+        except RuntimeError:  # the main thread was itself writing to stderr: the stop matters, not the line
+            pass
+
+    previous: dict[int, Any] = {}
+    for name in STOP_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            previous[signum] = signal.signal(signum, on_signal)
+    dump = getattr(signal, DUMP_SIGNAL, None)
+    if dump is not None:
+        faulthandler.register(dump, all_threads=True, chain=False)
+    return previous
+
+
+def restore_signals(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
 def run_headless(settings: Settings, args: argparse.Namespace) -> int:
-    """Run until --seconds/--frames, the end of a non-looping source, or Ctrl+C; exit code 0 on success."""
+    """Run until --seconds/--frames, the end of a non-looping source, or Ctrl+C/SIGTERM/SIGHUP; exit code 0."""
     try:
         enabled = parse_enable(args.enable) if args.enable else None
         if args.stats_json:
@@ -123,8 +166,9 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
     engine = session.engine
     engine.add_listener(lambda level, msg: print(f"[{level}] {msg}", file=sys.stderr, flush=True))
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
+    previous = install_stop_signals(stop)
 
+    faults.install(engine)  # test-only: does nothing unless MIRAGE_FAULTS is set (benchmarks/soak.py)
     session.start(open_source=False)
     t0 = time.perf_counter()
     deadline = t0 + args.seconds if args.seconds is not None else None
@@ -143,8 +187,7 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         wall = time.perf_counter() - t0
         shut_down(session)
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        restore_signals(previous)
     stats = final_stats(engine, wall)
     if session.remote is not None:
         stats["remote"] = session.remote_stats()

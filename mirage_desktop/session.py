@@ -407,7 +407,8 @@ class Session:
         """Record the output to an MP4 at the source's rate; RecorderError naming the fix when it cannot."""
         from mirage_desktop.outputs.recorder import Recorder
 
-        recorder = Recorder(path, fps=self.engine.source.fps, keep_every_frame=keep_every_frame)
+        recorder = Recorder(path, fps=self.engine.source.fps, keep_every_frame=keep_every_frame,
+                            on_error=lambda reason: self.engine.notify("error", reason))
         self._attach(recorder, "recorder")
         return recorder
 

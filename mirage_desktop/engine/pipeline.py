@@ -99,7 +99,7 @@ class Engine:
         self._listeners = (*self._listeners, listener)
 
     def remove_listener(self, listener: MessageListener) -> None:
-        self._listeners = tuple(x for x in self._listeners if x is not listener)
+        self._listeners = tuple(x for x in self._listeners if x != listener)  # bound methods are equal, never identical
 
     def notify(self, level: str, message: str) -> None:
         log = logger.error if level == "error" else logger.warning if level == "warning" else logger.info
