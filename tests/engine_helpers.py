@@ -86,3 +86,37 @@ class InvertStage(Stage):
         self.seen += 1
         frame.image = 255 - frame.image
         return frame
+
+
+class SlowInvertStage(Stage):
+    """An asynchronous stage much slower than the camera: sleeps, then returns 255 - image (a new array). Records
+    what it saw (index, capture time, the face the stage before it attached, its thread) for the tests to check."""
+
+    name = "slow"
+    label = "Slow"
+    asynchronous = True
+
+    def __init__(self, seconds: float, enabled: bool = True) -> None:
+        super().__init__(enabled)
+        self.seconds = seconds
+        self.seen: list[tuple[int, float, object, str]] = []
+        self.done: list[int] = []  # indices whose result was returned
+
+    def process(self, frame: Frame) -> Frame:
+        self.seen.append((frame.index, frame.t_capture, frame.face, threading.current_thread().name))
+        time.sleep(self.seconds)
+        frame.image = 255 - frame.image
+        self.done.append(frame.index)
+        return frame
+
+
+class TagFaceStage(Stage):
+    """Stands in for the face stage: attaches a marker naming the frame it came from as ``frame.face``."""
+
+    name = "tag"
+    label = "Tag"
+
+    def process(self, frame: Frame) -> Frame:
+        frame.face = ("face of", frame.index)  # type: ignore[assignment]  # a marker, not a Face: only compared
+        frame.face_checked = True
+        return frame

@@ -16,6 +16,9 @@ class Frame:
     ``image`` is HxWx3 uint8 BGR. Once the engine publishes a frame to the outputs it never writes to
     ``image`` or ``camera`` again (both are marked read-only), so an output may keep them as long as it likes.
     ``camera`` is the raw source frame (for the picture-in-picture); ``image`` is what the stages made.
+    ``t_content`` is the capture time of the oldest content in ``image`` when that is older than the frame itself
+    (an asynchronous stage's latest result, computed from an earlier frame); None means ``t_capture``. The
+    end-to-end latency is measured from it: the age of what is shown.
     """
 
     image: np.ndarray
@@ -24,3 +27,4 @@ class Frame:
     camera: np.ndarray | None = None
     face: Face | None = None
     face_checked: bool = False  # True once a detector ran on this frame (face may still be None)
+    t_content: float | None = None

@@ -2,7 +2,10 @@
 
 Three threads: capture (reads the source at its own pace), processing (runs the enabled stages in order) and
 output (hands each finished frame to every output). A slow stage therefore drops stale frames instead of building
-latency. A stage that raises never stops the video: the frame passes through, the stage's reason says why, and after
+latency. A stage that declares itself ``asynchronous`` (slower than the camera: the avatar's networks) runs on a
+thread of its own instead (:class:`~mirage_desktop.engine.stage_worker.StageWorker`): the processing thread hands
+it the newest frame whenever it is idle and shows its latest result on every frame, so the video never waits for it
+(except in ``every_frame`` mode, where every stage runs inline on every frame). A stage that raises never stops the video: the frame passes through, the stage's reason says why, and after
 ``MAX_CONSECUTIVE_FAILURES`` in a row the stage switches itself off with that reason.
 """
 
@@ -19,6 +22,7 @@ from mirage_desktop.engine.outputs import Output
 from mirage_desktop.engine.slots import LatestSlot
 from mirage_desktop.engine.sources import DemoSource, Source, SourceError, SourceLost
 from mirage_desktop.engine.stage import Stage
+from mirage_desktop.engine.stage_worker import StageWorker
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +59,9 @@ class Engine:
         self._capture_slot: LatestSlot[Frame] = LatestSlot(blocking=every_frame)
         self._output_slot: LatestSlot[Frame] = LatestSlot(blocking=every_frame)
         self._threads: list[threading.Thread] = []
+        self._workers: dict[str, StageWorker] = {}  # the asynchronous stages' threads while running
+        #: what the processing thread runs, in order: each stage with its worker (None: inline); built at start
+        self._plan: tuple[tuple[Stage, StageWorker | None], ...] = tuple((s, None) for s in self.stages)
         self._stop = threading.Event()
         self.finished = threading.Event()  # set when the source ended or max_frames were output
         self._pending_source: Source | None = None
@@ -127,6 +134,11 @@ class Engine:
         self._capture_slot.reopen()
         self._output_slot.reopen()
         self.metrics.reset()
+        self._workers = {} if self.every_frame else {
+            s.name: StageWorker(s, self._run_stage) for s in self.stages if s.asynchronous}
+        self._plan = tuple((s, self._workers.get(s.name)) for s in self.stages)
+        for worker in self._workers.values():
+            worker.start()
         self._threads = [
             threading.Thread(target=self._capture_loop, name="mirage-capture", daemon=True),
             threading.Thread(target=self._process_loop, name="mirage-process", daemon=True),
@@ -138,16 +150,22 @@ class Engine:
     def stop(self, close_outputs: bool = True, timeout: float = 60.0) -> None:
         """Stop the threads, release the source and (by default) close every output.
 
-        Waits for the frame in flight (a CPU-only LivePortrait frame can take seconds) up to ``timeout``."""
+        Waits for the frames in flight (a CPU-only LivePortrait frame can take seconds) up to ``timeout``."""
         self._stop.set()
         self._capture_slot.close()
         self._output_slot.close()
+        for worker in self._workers.values():
+            worker.close()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(timeout=max(0.1, deadline - time.monotonic()))
             if t.is_alive():
                 logger.warning("Engine thread %s did not stop within %.0f s", t.name, timeout)
+        for worker in self._workers.values():
+            if not worker.join(timeout=max(0.1, deadline - time.monotonic())):
+                logger.warning("Engine thread %s did not stop within %.0f s", worker.name, timeout)
         self._threads = []
+        self._workers = {}
         try:
             self.source.close()
         except Exception:
@@ -247,9 +265,14 @@ class Engine:
                 if self._capture_slot.closed:
                     break
                 continue
-            for stage in self.stages:
-                if stage.enabled:
+            for stage, worker in self._plan:
+                if not stage.enabled:
+                    if worker is not None and worker.result is not None:
+                        worker.clear()  # switched off: pass-through from this frame on, and no old result later
+                elif worker is None:
                     frame = self._run_stage(stage, frame)
+                else:
+                    frame = worker.step(frame)
             frame.image.flags.writeable = False  # published: nobody writes to it from here on
             if not self._output_slot.put(frame):
                 metrics.drops.add()
@@ -270,7 +293,8 @@ class Engine:
                 except Exception:
                     logger.exception("Output %s failed", output.name)
             now = time.perf_counter()
-            metrics.end_to_end.add(now - frame.t_capture)
+            # the age of what is shown: an asynchronous stage's result may come from an earlier frame
+            metrics.end_to_end.add(now - (frame.t_capture if frame.t_content is None else frame.t_content))
             metrics.frames_out += 1
             metrics.fps_out.tick(now)
             self.last_frame = frame
@@ -285,6 +309,8 @@ class Engine:
         stages: dict[str, Any] = {}
         for stage in self.stages:
             entry: dict[str, Any] = {"enabled": stage.enabled, "reason": stage.reason, "label": stage.label}
+            if stage.asynchronous and not self.every_frame:
+                entry["asynchronous"] = True  # its latency is its compute time; the video does not wait for it
             entry.update(m.stage(stage.name).summary())
             try:
                 entry.update(stage.stats())

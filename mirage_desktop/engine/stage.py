@@ -50,6 +50,12 @@ class Stage(ABC):
     name: str = "stage"
     #: Label shown in the window.
     label: str = "Stage"
+    #: True for a stage slower than the camera (a generator network): the engine runs ``process`` on the stage's
+    #: own worker thread with the newest frame whenever the worker is idle, and shows its latest result on every
+    #: frame, so the video keeps the camera's rate (engine/stage_worker.py). ``process`` then gets a frame of its
+    #: own whose arrays are read-only (shared with the video path): return a new image, never write in place.
+    #: Ignored in ``every_frame`` mode (offline rendering runs every stage on every frame). May be set per instance.
+    asynchronous: bool = False
 
     def __init__(self, enabled: bool = False) -> None:
         self.enabled = enabled

@@ -77,6 +77,7 @@ class AvatarStage(Stage):
 
     name = LIVEPORTRAIT.name
     label = LIVEPORTRAIT.label
+    asynchronous = True  # slower than the camera: its own thread; the video shows its latest frame
 
     def __init__(self, settings: Settings, detector: FaceDetectionStage) -> None:
         super().__init__(enabled=settings.enable_liveportrait)
