@@ -17,6 +17,8 @@ into the app's log.
 ``--json`` writes exactly {"minutes", "rss_mb", "rss_slope_mb_per_h", "threads", "fds", "fps_out_min",
 "e2e_p95_ms_max", "faults": {name: {"injected", "recovered", "max_recovery_s"}}, "stalls", "crashes"}; the
 details (per-cycle RSS, slow stage frames, where the logs are) go to stdout and ``<workdir>/details.json``.
+SIGTERM, SIGINT or SIGHUP end the run early but cleanly: the app is stopped with SIGTERM and the JSON of what was
+measured is written (``minutes`` is then the time actually run), before the recordings are checked.
 """
 
 from __future__ import annotations
@@ -169,6 +171,7 @@ class Soak:
     thread_names: list[str] = field(default_factory=list)
     source_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     stage_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    interrupted: str = ""  # the signal that ended the run early ("" when it ran its minutes)
 
     # ------------------------------------------------------------------------------------------ app process
     def launch(self) -> None:
@@ -506,13 +509,21 @@ class Soak:
     # ------------------------------------------------------------------------------------------------ main
     async def run(self) -> None:
         self.t_start = time.monotonic()
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # stop early, but stop cleanly and report
+            loop.add_signal_handler(sig, lambda sig=sig: (setattr(self, "interrupted", sig.name), stopping.set()))
         self.launch()
-        ok = await self.until(lambda: bool(self.status) and self.status.get("frames_out", 0) > 0, 300)
+        ok = await self.until(lambda: stopping.is_set() or (bool(self.status) and self.status.get("frames_out", 0) > 0),
+                              300)
+        if stopping.is_set():
+            await self.stop_app()
+            return
         if ok is None:
             raise SystemExit(f"the app did not start; see {self.work / 'app.log'}")
         tasks = [asyncio.ensure_future(t) for t in (self.sampler(), self.viewers(), self.driver(), self.chaos())]
         deadline = self.t_start + self.args.minutes * 60.0
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stopping.is_set():
             if not self.alive():
                 self.crashes += 1
                 print(f"CRASH: the app exited with {self.proc.returncode if self.proc else '?'}; restarting",
@@ -548,7 +559,10 @@ class Soak:
             print(f"CRASH: exit code {self.proc.returncode} after SIGTERM", flush=True)
 
     def uncaught_in_log(self) -> list[str]:
-        text = (self.work / "app.log").read_text(errors="replace")
+        try:
+            text = (self.work / "app.log").read_text(errors="replace")
+        except OSError:  # stopped before the app was launched
+            return []
         needles = ("Exception in thread", "Fatal Python error", "Segmentation fault")
         return [line for line in text.splitlines() if any(n in line for n in needles)]
 
@@ -556,7 +570,7 @@ class Soak:
         cut = min(300.0, self.args.minutes * 60.0 / 3)  # the hour's goal counts after 5 minutes
         pts = [(t, r) for t, r in zip(self.rss_t, self.rss_mb) if t >= cut]
         return {
-            "minutes": self.args.minutes,
+            "minutes": round(self.elapsed() / 60.0, 2) if self.interrupted else self.args.minutes,
             "rss_mb": self.rss_mb,
             "rss_slope_mb_per_h": round(slope(pts) * 3600.0, 2) if len(pts) >= 3 else None,
             "threads": self.threads,
@@ -700,20 +714,26 @@ def main() -> int:
     soak = Soak(args, work, assets)
     try:
         asyncio.run(soak.run())
-    finally:
+    finally:  # an error in the harness, or a signal: the summary of what was measured is still written
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the report short
         if soak.alive() and soak.proc is not None:
             soak.proc.kill()
-    uncaught = soak.uncaught_in_log()
-    soak.crashes += len(uncaught)
-    summary = soak.summary()
+        uncaught = soak.uncaught_in_log()
+        soak.crashes += len(uncaught)
+        summary = soak.summary()
+        if args.json:  # first: decoding the recordings below takes a while after a long run
+            tmp = args.json.with_name(args.json.name + ".tmp")
+            tmp.write_text(json.dumps(summary, indent=2))
+            os.replace(tmp, args.json)
+    if soak.interrupted:
+        print(f"stopped early by {soak.interrupted} after {soak.elapsed() / 60:.1f} min", flush=True)
     details = {"workdir": str(work), "cycle_rss_mb": soak.cycle_rss, "stall_notes": soak.stall_notes,
                "slowest_stage_frame_s": round(soak.slowest_stage_frame_s, 1), "fps_out_windows": soak.fps_windows,
                "viewer_frames": soak.viewer_frames, "driver_replies": soak.driver_replies,
                "uncaught_in_log": uncaught, "recordings": check_recordings(work), "census_per_cycle": soak.census,
-               "threads_at_end": soak.thread_names}
+               "threads_at_end": soak.thread_names, "interrupted": soak.interrupted,
+               "minutes_run": round(soak.elapsed() / 60.0, 2)}
     (work / "details.json").write_text(json.dumps(details, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(summary, indent=2))
     brief = {k: v for k, v in summary.items() if k not in ("rss_mb", "threads", "fds")}
     brief.update(rss_first_last_mb=(summary["rss_mb"][:1] + summary["rss_mb"][-1:]),
                  threads_min_max=[min(soak.threads, default=0), max(soak.threads, default=0)],
