@@ -3,7 +3,8 @@
 
     python benchmarks/soak.py --minutes 60 --json soak.json
 
-The app runs with both stages (the LivePortrait kit's synthetic weights, the real SCRFD model), the recorder, the
+The app runs with both stages (the LivePortrait kit's synthetic weights and the geometry kit's stand-in landmark
+models, the real SCRFD model), the recorder, the
 virtual camera (a fake device registered at pyvirtualcam's backend boundary, tests/vcam_helpers.py) and the
 HTTP/WebRTC server on 127.0.0.1. From this process: 4 aiortc viewers join and leave in cycles, a driving peer sends
 ``image_jpeg_base64`` frames over the data channel, and a scheduler toggles stages, swaps avatar and source and
@@ -97,6 +98,18 @@ def prepare(work: Path, width: int, height: int, fps: float, cache: Path, livepo
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
             target.symlink_to(w)
+    if liveportrait:  # the avatar crops with the two landmark networks: the geometry kit's stand-ins
+        marks = cache / "landmarks"
+        if not ((marks / "2d106det.onnx").exists() and (marks / "landmark.onnx").exists()):
+            subprocess.run([sys.executable, str(SHARED / "liveportrait" / "geometry" / "synth_landmark_models.py"),
+                            str(marks)], check=True)
+        sys.path.insert(0, str(REPO))
+        from mirage_desktop.models.registry import landmark_paths
+
+        for name, target in landmark_paths(models).items():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                target.symlink_to(marks / name)
     scrfd = models / "scrfd" / "scrfd_2.5g_bnkps.onnx"
     scrfd.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(SHARED / "models" / "scrfd_2.5g.onnx", scrfd)
