@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import faulthandler
 import json
 import os
 import random
@@ -547,7 +548,10 @@ class Soak:
             await asyncio.sleep(0.5)
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # a peer's close can hang in aiortc: never let one keep the run from stopping the app and reporting
+        _, pending = await asyncio.wait(tasks, timeout=15.0)
+        if pending:
+            print(f"{len(pending)} harness task(s) did not stop within 15 s of the end; going on", flush=True)
         if self.alive():  # a fault cut short by the end of the run: the last recording must finish cleanly
             self.command("disk_full", on=False)
             await asyncio.sleep(0.5)
@@ -703,6 +707,7 @@ def check_recordings(work: Path) -> list[str]:
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         return child_main(sys.argv[2:])
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` shows where the harness itself is
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, required=True)
     p.add_argument("--json", type=Path, help="write the summary here")
