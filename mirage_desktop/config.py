@@ -73,6 +73,8 @@ class Settings:
     models_dir: Path = field(default_factory=default_models_dir)
     scrfd_model: Path | None = None
     device: str = "auto"
+    liveportrait_backend: str = "auto"  # torch, onnxruntime, or auto (each network on its fastest, measured once)
+    liveportrait_precision: str = "auto"  # fp32, bf16 (CPUs with native bf16), fp16 (GPUs), or auto
     source: str = "demo"
     avatar: Path | None = None
     avatar_dir: Path = field(default_factory=default_avatar_dir)
@@ -141,6 +143,8 @@ ENV_VARS: dict[str, str] = {
     "MIRAGE_MODELS_DIR": "models_dir",
     "MIRAGE_SCRFD_MODEL": "scrfd_model",
     "MIRAGE_DEVICE": "device",
+    "MIRAGE_LIVEPORTRAIT_BACKEND": "liveportrait_backend",
+    "MIRAGE_LIVEPORTRAIT_PRECISION": "liveportrait_precision",
     "MIRAGE_SOURCE": "source",
     "MIRAGE_AVATAR": "avatar",
     "MIRAGE_TOKEN": "token",
