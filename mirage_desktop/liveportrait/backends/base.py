@@ -66,6 +66,8 @@ class BackendNetworks:
     lip: ModuleRunner
     eye: ModuleRunner
     reasons: list[str] = field(default_factory=list)
+    #: the PyTorch networks these runners were built from (the guards' fp32 twins run them), for rebuilding
+    torch_networks: Any = None
 
     def runner(self, module: str) -> ModuleRunner:
         """The runner of a short module name (``"W"``) or an attribute name (``"warping"``)."""

@@ -195,7 +195,7 @@ def build_networks(
             g.probe(*onnx_export.SPECS[short].example(device))
             runner = g
         runners[MODULES[short]] = runner
-    return BackendNetworks(**runners, reasons=reasons)
+    return BackendNetworks(**runners, reasons=reasons, torch_networks=nets)
 
 
 def _auto(nets: LivePortraitNetworks, device: torch.device, precision: str, cache_dir: Path | str | None,
