@@ -1,7 +1,8 @@
-"""Latency of one driven frame of the live avatar at 720p in: crop, M, motion, W, G, paste-back, plus SCRFD.
+"""Latency of one driven frame of the live avatar at 720p in: crop, M, motion, W, G, paste-back, plus face tracking
+(SCRFD and the landmark runner).
 
-Uses the weights in --models-dir (the app's layout), or writes the conformance kit's synthetic weights to a temp
-folder (weight values do not change the speed). Timings are medians over --runs frames after --warmup frames; on
+Uses the weights in --models-dir (the app's layout), or writes the conformance kit's synthetic weights and the
+geometry kit's stand-in landmark models to a temp folder (weight values do not change the speed). Timings are medians over --runs frames after --warmup frames; on
 CUDA each step is synchronised so its time is its own.
 
     python benchmarks/animate.py [--device cpu|cuda] [--backend torch|onnxruntime|auto] [--precision fp32|bf16|fp16] [--models-dir DIR] [--runs 5] [--threads 2]
@@ -16,13 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 
 from mirage_desktop.config import Settings
-from mirage_desktop.stages.avatar.stage import CROP_SIZE, AvatarStage
-from mirage_desktop.stages.avatar.crop import DRIVING_FRAMING, cut_crop, face_square
+from mirage_desktop.liveportrait.geometry_conformance import load_generator
+from mirage_desktop.models.registry import landmark_paths
+from mirage_desktop.stages.avatar.stage import AvatarStage
 from mirage_desktop.stages.face import FaceDetectionStage
 from mirage_desktop.engine.frame import Frame
 from mirage_desktop.liveportrait.runner import rgb_to_tensor
@@ -40,6 +40,10 @@ def synthetic_models(folder: Path) -> Path:
     synth.write_checkpoints(folder, salt="", tree=True)
     (folder / "scrfd").mkdir(exist_ok=True)
     (folder / "scrfd" / "scrfd_2.5g_bnkps.onnx").write_bytes((SHARED / "models" / "scrfd_2.5g.onnx").read_bytes())
+    written = load_generator(SHARED / "liveportrait" / "geometry").write_models(str(folder / "stand_ins"), salt="")
+    for name, target in landmark_paths(folder).items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Path(written[name]).replace(target)
     return folder
 
 
@@ -77,10 +81,9 @@ def main() -> None:
 
     demo = DemoSource(1280, 720, 30, paced=False)
     demo.open()
-    steps: dict[str, list[float]] = {k: [] for k in ("scrfd", "crop", "M", "motion", "W", "G", "paste", "total")}
+    steps: dict[str, list[float]] = {k: [] for k in ("track", "crop", "M", "motion", "W", "G", "paste", "total")}
     reference = None
     avatar = stage._avatar
-    crop_bgr = np.empty((CROP_SIZE, CROP_SIZE, 3), np.uint8)
     for i in range(args.warmup + args.runs):
         image = demo.render(i * 7)
         image.flags.writeable = False
@@ -88,9 +91,8 @@ def main() -> None:
         t0 = time.perf_counter()
         frame = detector.process(Frame(image=image, index=i, t_capture=t0, camera=image))
         t1 = time.perf_counter()
-        assert frame.face is not None, "no face in the demo frame"
-        cut_crop(image, face_square(frame.face.kps, DRIVING_FRAMING), CROP_SIZE, dst=crop_bgr)
-        tensor = rgb_to_tensor(cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2RGB), model.device)
+        assert frame.face is not None and frame.face.lmk203 is not None, "no face (or no landmarks) in the demo frame"
+        tensor = rgb_to_tensor(stage._driving_crop(image, frame.face.lmk203), model.device)
         sync()
         t2 = time.perf_counter()
         info = model.motion_info(tensor)

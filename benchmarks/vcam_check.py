@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from mirage_desktop.engine.sources import DemoSource
-from mirage_desktop.outputs.virtual_camera import available_backend_hint, find_mirage_device
+from mirage_desktop.outputs.virtual_camera_devices import available_backend_hint, find_mirage_device
 
 SMALL = (128, 72)  # comparison size: enough to tell demo frames apart, cheap to correlate against hundreds
 MIN_CORRELATION = 0.95

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from mirage_desktop.config import Settings
-from mirage_desktop.stages.factory import UnknownStageError, build_engine, make_engine_source, parse_enable
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import SourceError, VideoFileSource
+from mirage_desktop.session import Session
+from mirage_desktop.stages.avatar.stage import AvatarError
+from mirage_desktop.stages.factory import UnknownStageError, make_engine_source, parse_enable
+from mirage_desktop.stages.specs import STAGE_SPECS
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +89,8 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
     except (UsageError, UnknownStageError) as exc:
         return _fail(str(exc))
     if enabled is not None:
-        settings.enable_scrfd = "scrfd" in enabled
-        settings.enable_liveportrait = "liveportrait" in enabled
+        for stage in STAGE_SPECS:  # a flag: for this run only, never saved
+            settings.override(stage.setting, stage.name in enabled)
 
     try:
         source = make_engine_source(settings, paced=not args.every_frame)
@@ -99,52 +102,18 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
         source.open()  # before anything else: a bad source is the most common mistake
     except SourceError as exc:
         return _fail(str(exc))
-    engine = build_engine(settings, source, every_frame=args.every_frame, max_frames=args.frames)
+    session = Session(settings, source, every_frame=args.every_frame, max_frames=args.frames)
+    code = _prepare(session, args)
+    if code:
+        shut_down(session)
+        return code
 
-    if settings.avatar is not None:
-        try:
-            avatar_stage = engine.stage("liveportrait")
-        except KeyError:
-            engine.stop()
-            return _fail("--avatar needs the LivePortrait stage, which this build does not include.")
-        from mirage_desktop.stages.avatar.stage import AvatarError
-        from mirage_desktop.engine.stage import StageUnavailable
-
-        try:
-            avatar_stage.set_avatar(settings.avatar)  # type: ignore[attr-defined]
-        except AvatarError as exc:
-            engine.stop()
-            return _fail(f"--avatar: {exc}")
-        except StageUnavailable as exc:
-            print(f"mirage: --avatar cannot be checked yet: {exc}", file=sys.stderr)
-    for stage in engine.stages:  # load models now, so a script's first frames are already processed
-        if stage.enabled and not stage.ensure_ready(block=True):
-            print(f"mirage: {stage.label} is not running: {stage.reason} (frames pass through)", file=sys.stderr)
-
-    extras: list[Any] = []
-    if args.record:
-        from mirage_desktop.outputs.recorder import Recorder, RecorderError
-
-        try:
-            recorder = Recorder(args.record, fps=source.fps, keep_every_frame=args.every_frame)
-        except RecorderError as exc:
-            engine.stop()
-            return _fail(str(exc))
-        engine.add_output(recorder)
-    if args.virtual_camera:
-        _start_virtual_camera(engine, settings)
-    if args.http_port is not None:
-        server = _start_http(engine, settings)
-        if server is None:
-            engine.stop()
-            return 2
-        extras.append(server)
-
+    engine = session.engine
     engine.add_listener(lambda level, msg: print(f"[{level}] {msg}", file=sys.stderr, flush=True))
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if threading.current_thread() is threading.main_thread() else None
 
-    engine.start(open_source=False)
+    session.start(open_source=False)
     t0 = time.perf_counter()
     deadline = t0 + args.seconds if args.seconds is not None else None
     next_status = t0 + 1.0
@@ -161,9 +130,7 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
                     print(status_line(engine.stats()), flush=True)
     finally:
         wall = time.perf_counter() - t0
-        for extra in extras:
-            extra.stop()
-        engine.stop()
+        shut_down(session)
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     stats = final_stats(engine, wall)
@@ -174,43 +141,66 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_virtual_camera(engine: Engine, settings: Settings) -> None:
-    """Start the virtual camera, or print the fix and carry on without it (exit code stays 0)."""
-    try:
-        from mirage_desktop.outputs.virtual_camera import VirtualCameraOutput
-
-        output = VirtualCameraOutput(settings.output_width, settings.output_height, settings.fps)
-        output.start()
-    except Exception as exc:
-        print(f"mirage: virtual camera not started: {exc}", file=sys.stderr)
-        return
-    engine.add_output(output)
+def shut_down(session: Session) -> None:
+    """The one way a headless run ends: the server, then the engine with the source and every output (the
+    recording is finished here). Safe to call twice."""
+    session.close()
 
 
-def _start_http(engine: Engine, settings: Settings) -> Any:
-    from mirage_desktop.config import save_settings
-    from mirage_desktop.webrtc.server import HttpServer
-
-    new_token = not settings.token
-    if new_token:  # first run: make the token and keep it, so clients can use it next time too
-        settings.ensure_token()
+def _prepare(session: Session, args: argparse.Namespace) -> int:
+    """Avatar, model loading and the outputs the flags ask for, before the first frame; an exit code (2) when the
+    run cannot go on, else 0."""
+    settings = session.settings
+    if settings.avatar is not None:
+        if session.avatar_stage is None:
+            return _fail("--avatar needs the LivePortrait stage, which this build does not include.")
         try:
-            save_settings(settings)
+            _path, note = session.set_avatar(settings.avatar)
+        except AvatarError as exc:
+            return _fail(f"--avatar: {exc}")
+        if note:
+            print(f"mirage: --avatar cannot be checked yet: {note}", file=sys.stderr)
+    for stage in session.engine.stages:  # load models now, so a script's first frames are already processed
+        if stage.enabled and not stage.ensure_ready(block=True):
+            print(f"mirage: {stage.label} is not running: {stage.reason} (frames pass through)", file=sys.stderr)
+
+    if args.record:
+        from mirage_desktop.outputs.recorder import RecorderError
+
+        try:
+            session.start_recorder(args.record, keep_every_frame=args.every_frame)
+        except RecorderError as exc:
+            return _fail(str(exc))
+    if args.virtual_camera:
+        try:
+            session.start_virtual_camera()
+        except Exception as exc:  # print the fix and carry on without it (exit code stays 0)
+            print(f"mirage: virtual camera not started: {exc}", file=sys.stderr)
+    if args.http_port is not None and not _start_http(session):
+        return 2
+    return 0
+
+
+def _start_http(session: Session) -> bool:
+    settings = session.settings
+    new_token = session.ensure_token()
+    if new_token:  # first run: keep the token, so clients can use it next time too
+        try:
+            session.save()
         except OSError as exc:
             print(f"mirage: could not save the new token to the settings file: {exc}", file=sys.stderr)
     try:
-        server = HttpServer(engine, settings)
-        server.start()
+        server = session.start_http()
     except ValueError as exc:
         print(f"mirage: {exc}", file=sys.stderr)
-        return None
+        return False
     except OSError as exc:
         print(f"mirage: cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror or exc}. "
               "Pick another --http-port.", file=sys.stderr)
-        return None
+        return False
     print(f"HTTP/WebRTC server on {server.url}", flush=True)
     if new_token:
         print(f"New API token (saved in the settings file): {settings.token}", flush=True)
     else:
         print("API token: the one given by --token, MIRAGE_TOKEN or the settings file", flush=True)
-    return server
+    return True

@@ -37,8 +37,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 @pytest.fixture(scope="session")
 def synthetic_models_dir(synth_weights_dir: Path, shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model directory in the app's layout: the kit's synthetic LivePortrait checkpoints (written once per test
-    run, linked here into the official tree) and the real SCRFD 2.5g model."""
+    run, linked here into the official tree), the geometry kit's stand-in landmark models (under their registry
+    paths) and the real SCRFD 2.5g model."""
     import shutil
+
+    from mirage_desktop.liveportrait.geometry_conformance import load_generator
+    from mirage_desktop.models.registry import landmark_paths
 
     models = tmp_path_factory.mktemp("models")
     tree = {"stitching_retargeting_module.pth": "retargeting_models"}
@@ -48,4 +52,10 @@ def synthetic_models_dir(synth_weights_dir: Path, shared_dir: Path, tmp_path_fac
         target.symlink_to(weights)
     (models / "scrfd").mkdir()
     shutil.copy(shared_dir / "models" / "scrfd_2.5g.onnx", models / "scrfd" / "scrfd_2.5g_bnkps.onnx")
+    # deterministic, face-shaped but not face-accurate points: tests assert on geometry, not on where eyes are
+    written = load_generator(shared_dir / "liveportrait" / "geometry").write_models(
+        str(tmp_path_factory.mktemp("landmarks")), salt="")
+    for name, target in landmark_paths(models).items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(written[name], target)
     return models

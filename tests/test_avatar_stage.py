@@ -55,7 +55,7 @@ def test_stage_animates_the_portrait_from_a_moving_face(stage: AvatarStage) -> N
         image.flags.writeable = False
         stage.detector.ensure_ready(block=True)
         frame = stage.detector.process(Frame(image=image, index=i, t_capture=i / 30, camera=image))
-        assert frame.face is not None
+        assert frame.face is not None and frame.face.lmk203 is not None  # the driving crop comes from these
         frames.append(stage.process(frame).image)
     rest = stage._avatar.paste.rest
     x0, y0, x1, y1 = stage._avatar.paste.roi
@@ -114,12 +114,61 @@ def test_retargeting_and_pose_options_change_the_driven_keypoints(stage: AvatarS
     driving = model.motion_info(rgb_to_tensor(inputs["driving_rgb"][1], model.device))
     base = stage._drive(model, source, driving, reference)
     try:
-        stage.set_options(eye_ratio=0.8, lip_ratio=0.5)
+        stage.set_options(eyes="target", eye_target=0.8, lips="target", lip_target=0.5)
         retargeted = stage._drive(model, source, driving, reference)
-        stage.set_options(eye_ratio=None, lip_ratio=None, relative_pose=False)
+        stage.set_options(eyes="off", lips="off", relative_pose=False)
         absolute = stage._drive(model, source, driving, reference)
     finally:
-        stage.set_options(eye_ratio=None, lip_ratio=None, relative_pose=True)
+        stage.set_options(eyes="off", lips="off", relative_pose=True)
     assert base.shape == retargeted.shape == absolute.shape == (1, 21, 3)
     assert (retargeted - base).abs().max() > 1e-4
     assert (absolute - base).abs().max() > 1e-4
+
+
+def test_source_crop_is_the_official_cropper_on_the_portrait(stage: AvatarStage, synthetic_models_dir: Path) -> None:
+    import cv2
+
+    from mirage_desktop.liveportrait.crop import limit_size
+    from mirage_desktop.liveportrait.cropper import Cropper
+    from mirage_desktop.liveportrait.options import FaceRatios
+    from mirage_desktop.vision.scrfd import SCRFDDetector
+
+    portrait = limit_size(cv2.imread(str(bundled_avatar())))
+    face = SCRFDDetector(synthetic_models_dir / "scrfd" / "scrfd_2.5g_bnkps.onnx").detect(portrait)[0]
+    want = Cropper.load(synthetic_models_dir, device="cpu").source(cv2.cvtColor(portrait, cv2.COLOR_BGR2RGB), face.box)
+    got = stage._avatar.crop
+    assert np.array_equal(got.image_256, want.image_256) and np.array_equal(got.M_c2o, want.M_c2o)
+    ratios = FaceRatios.from_landmarks(want.lmk203)  # the source's ratios: measured, not assumed
+    np.testing.assert_allclose(stage._avatar.source.eye_ratio.cpu().numpy(), ratios.eyes, rtol=1e-6)
+    np.testing.assert_allclose(stage._avatar.source.lip_ratio.cpu().numpy(), ratios.lip, rtol=1e-6)
+    # the canvas pastes back with that crop's inverse, letterboxed
+    layout = stage._avatar.paste.layout
+    np.testing.assert_allclose(stage._avatar.paste.m_c2o, layout.matrix() @ want.M_c2o.astype(np.float64))
+
+
+def test_eyes_and_lips_following_the_driver_animate(stage: AvatarStage) -> None:
+    camera = DemoSource(640, 360, 30, paced=False)
+    camera.open()
+    try:
+        stage.set_options(eyes="driver", lips="driver", normalize_lip=True, animation_region="exp")
+        with pytest.raises(ValueError, match="eyes"):
+            stage.set_options(eyes="closed")
+        outs = []
+        for i in (60, 75):
+            image = camera.render(i)
+            frame = stage.detector.process(Frame(image=image, index=i, t_capture=i / 30, camera=image))
+            outs.append(stage.process(frame).image)
+        assert stage.reason == "" and "crop_ms" in stage.stats()  # on a CPU every sub-timing is exact
+        assert not np.array_equal(outs[0], stage._avatar.paste.rest)
+    finally:
+        stage.set_options(eyes="off", lips="off", normalize_lip=False, animation_region="all")
+
+
+def test_missing_landmark_models_name_the_download(synthetic_models_dir: Path, tmp_path: Path) -> None:
+    for sub in ("scrfd", "liveportrait/base_models", "liveportrait/retargeting_models"):
+        (tmp_path / sub).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / sub).symlink_to(synthetic_models_dir / sub)
+    s = make_stage(tmp_path)
+    assert s.ensure_ready(block=True) is False
+    assert "landmark" in s.reason and "mirage-models download liveportrait" in s.reason
+    assert s.detector.ready and s.detector.landmarks is None  # face detection itself still works, SCRFD alone

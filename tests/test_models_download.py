@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,18 +10,16 @@ from pathlib import Path
 import pytest
 from hub_helpers import FakeHub, make_entry, payload, serving
 
-from mirage_desktop.models.download import (
+from mirage_desktop.models import transfer
+from mirage_desktop.models.download import ProgressEvent, download
+from mirage_desktop.models.errors import (
     DiskFullError,
     HubUnreachableError,
     IntegrityError,
-    ProgressEvent,
     RemoteFileMissingError,
     TargetNotWritableError,
-    download,
-    missing_for,
-    status,
-    verify,
 )
+from mirage_desktop.models.status import missing_for, status, verify
 from mirage_desktop.models.registry import DEFAULT_SCRFD_FILE, REGISTRY, entries_for, scrfd_path
 
 BIG = payload(3 * 1024 * 1024 + 123, seed=1)
@@ -33,8 +30,6 @@ E_BIG = make_entry("liveportrait/base_models/warping_module.pth", BIG)
 E_SMALL = make_entry("liveportrait/retargeting_models/stitching_retargeting_module.pth", SMALL)
 E_DET = make_entry(f"scrfd/{DEFAULT_SCRFD_FILE}", DET, feature="scrfd", remote="2.5g_bnkps.onnx")
 REG = (E_DET, E_BIG, E_SMALL)
-# The package re-exports the download() function under the submodule's name, so fetch the module itself.
-dl = importlib.import_module("mirage_desktop.models.download")
 
 
 @pytest.fixture
@@ -173,7 +168,7 @@ def test_unreachable_hub_retries_then_fails_clearly(tmp_path: Path, monkeypatch:
 
 
 def test_not_enough_disk_space(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dl, "_disk_free", lambda path: 1000)  # a full disk cannot be made safely here
+    monkeypatch.setattr(transfer, "disk_free", lambda path: 1000)  # a full disk cannot be made safely here
     report = download("liveportrait", tmp_path, registry=REG)
     ((_, err),) = report.failed
     assert isinstance(err, DiskFullError) and "disk space" in str(err)
@@ -207,6 +202,8 @@ def test_real_registry_layout_and_pins() -> None:
         "liveportrait/base_models/warping_module.pth",
         "liveportrait/base_models/spade_generator.pth",
         "liveportrait/retargeting_models/stitching_retargeting_module.pth",
+        "liveportrait/landmark.onnx",
+        "insightface/models/buffalo_l/2d106det.onnx",
     }
     assert scrfd_path(Path("/m")) == Path("/m/scrfd/scrfd_2.5g_bnkps.onnx")
     for e in entries_for("liveportrait"):

@@ -21,7 +21,8 @@ from PySide6.QtWidgets import QFileDialog
 from mirage_desktop.config import Settings, bundled_avatar, load_settings
 from mirage_desktop.engine.frame import Frame
 from mirage_desktop.ui.app import create_application
-from mirage_desktop.ui.main_window import MainWindow, download_group, unique_destination
+from mirage_desktop.ui.avatars import unique_destination
+from mirage_desktop.ui.main_window import MainWindow
 from mirage_desktop.ui.preview import FrameBridge, qimage_view
 
 WAIT_MS = 20_000
@@ -99,12 +100,6 @@ def test_qimage_view_reads_the_array_in_place() -> None:
     assert image.pixelColor(3, 2).name() == "#ff0000"
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         qimage_view(np.zeros((6, 8), np.uint8))
-
-
-def test_download_group_follows_the_reason() -> None:
-    assert download_group("liveportrait", "needs face detection: run `mirage-models download scrfd`") == "scrfd"
-    assert download_group("liveportrait", "weights missing: run `mirage-models download liveportrait`") == "liveportrait"
-    assert download_group("scrfd", "error: boom") == "scrfd"
 
 
 def test_unique_destination_never_overwrites(tmp_path: Path) -> None:

@@ -16,10 +16,10 @@ from vcam_helpers import BACKEND_NAME, FakeDeviceBackend, wait_until
 from mirage_desktop.engine.frame import Frame
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource
-from mirage_desktop.outputs import virtual_camera as vc
-from mirage_desktop.outputs.virtual_camera import (
+from mirage_desktop.outputs import virtual_camera_devices as devices
+from mirage_desktop.outputs.virtual_camera import VirtualCameraOutput
+from mirage_desktop.outputs.virtual_camera_devices import (
     MODPROBE_LINE,
-    VirtualCameraOutput,
     VirtualCameraUnavailable,
     available_backend_hint,
     find_mirage_device,
@@ -321,7 +321,7 @@ def test_find_mirage_device_by_card_label(tmp_path: Path) -> None:
 def test_linux_opens_the_device_labelled_mirage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "video5").mkdir()
     (tmp_path / "video5" / "name").write_text("Mirage\n")
-    monkeypatch.setattr(vc, "SYSFS_VIDEO4LINUX", tmp_path)
+    monkeypatch.setattr(devices, "SYSFS_VIDEO4LINUX", tmp_path)
     calls: list[dict[str, object]] = []
 
     def factory(width: int, height: int, fps: float, **kw: object) -> pyvirtualcam.Camera:

@@ -19,6 +19,7 @@ import aiohttp
 import cv2
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
@@ -29,9 +30,8 @@ from mirage_desktop.engine.frame import Frame
 from mirage_desktop.engine.metrics import LatencyWindow
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource
-from mirage_desktop.webrtc import metrics_text
-from mirage_desktop.webrtc import server as server_module
-from mirage_desktop.webrtc.metrics_text import metric_names
+from mirage_desktop.webrtc import datachannel, driver, registry, routes
+from mirage_desktop.webrtc.metrics import histogram_buckets
 from mirage_desktop.webrtc.peer_source import PeerSource
 from mirage_desktop.webrtc.server import HttpServer
 from mirage_desktop.webrtc.tracks import FrameFanout
@@ -201,14 +201,15 @@ def test_metrics_are_prometheus_text_with_histograms_and_quantiles(server: HttpS
     text = run(go())
     for line in text.splitlines():
         assert line.startswith(("# HELP ", "# TYPE ")) or SAMPLE.match(line), line
-    names = set(metric_names(text))
+    names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
     assert {"mirage_stage_latency_seconds_bucket", "mirage_end_to_end_latency_seconds_count",
             "mirage_end_to_end_latency_quantile_seconds", "mirage_stage_latency_quantile_seconds",
             "mirage_frames_dropped_total", "mirage_frames_per_second", "mirage_webrtc_peers"} <= names
-    values = {line.rsplit(" ", 1)[0]: line.rsplit(" ", 1)[1] for line in text.splitlines() if line[0] != "#"}
-    inf = float(values['mirage_stage_latency_seconds_bucket{stage="invert",le="+Inf"}'])
-    assert inf >= 3 and inf == float(values['mirage_stage_latency_seconds_count{stage="invert"}'])
-    assert float(values['mirage_end_to_end_latency_quantile_seconds{quantile="0.5"}']) > 0
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for f in text_string_to_metric_families(text) for s in f.samples}
+    inf = values[("mirage_stage_latency_seconds_bucket", (("le", "+Inf"), ("stage", "invert")))]
+    assert inf >= 3 and inf == values[("mirage_stage_latency_seconds_count", (("stage", "invert"),))]
+    assert values[("mirage_end_to_end_latency_quantile_seconds", (("quantile", "0.5"),))] > 0
     assert "# TYPE mirage_frames_dropped_total counter" in text
     assert "mirage_gpu_memory_bytes{" not in text  # no GPU here: absent, not zero
 
@@ -217,16 +218,9 @@ def test_histogram_buckets_are_cumulative_and_match_the_window() -> None:
     window = LatencyWindow(buckets=(0.01, 0.1))
     for seconds in (0.005, 0.01, 0.05, 0.2, 0.3):
         window.add(seconds)
-    out = metrics_text.Exposition()
-    out.histogram("mirage_x_seconds", window)
-    lines = out.text().splitlines()
-    assert lines == [
-        'mirage_x_seconds_bucket{le="0.01"} 2',
-        'mirage_x_seconds_bucket{le="0.1"} 3',
-        'mirage_x_seconds_bucket{le="+Inf"} 5',
-        f"mirage_x_seconds_sum {0.005 + 0.01 + 0.05 + 0.2 + 0.3!r}",
-        "mirage_x_seconds_count 5",
-    ]
+    buckets, total = histogram_buckets(window)
+    assert buckets == [("0.01", 2), ("0.1", 3), ("+Inf", 5)]
+    assert total == 0.005 + 0.01 + 0.05 + 0.2 + 0.3
 
 
 PROTECTED = [("POST", "webrtc/offer"), ("GET", "webrtc/connections"), ("DELETE", "webrtc/connections/abc"),
@@ -270,7 +264,7 @@ def test_malformed_offers_get_400_naming_the_problem_and_the_server_keeps_servin
                 assert resp.status == 400, body
                 error = (await resp.json())["error"]
                 assert expected in error, (body, error)
-            resp = await http.post(server.url + "webrtc/offer", data=b"x" * (server_module.MAX_OFFER_BYTES + 1),
+            resp = await http.post(server.url + "webrtc/offer", data=b"x" * (routes.MAX_OFFER_BYTES + 1),
                                    headers=AUTH)
             assert resp.status == 413 and "larger than" in (await resp.json())["error"]
             resp = await http.post(server.url + "whep", data=b"v=0", headers={**AUTH, "Content-Type": "text/plain"})
@@ -356,7 +350,7 @@ def test_data_channel_frames_come_back_processed_by_the_engine_stages(server: Ht
 
 def test_a_silent_driver_gives_the_engine_back_and_can_drive_again(server: HttpServer, engine: Engine,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server_module, "DRIVER_SILENCE_S", 0.5)
+    monkeypatch.setattr(driver, "DRIVER_SILENCE_S", 0.5)
     frame = jpeg_b64(np.full((60, 80, 3), 100, np.uint8))
 
     async def drive_once(client: Client) -> dict[str, Any]:
@@ -397,7 +391,7 @@ def test_a_peer_that_closes_without_delete_is_cleaned_up(server: HttpServer) -> 
 
 
 def test_data_channel_stats_and_malformed_messages(server: HttpServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server_module, "MAX_MESSAGE_BYTES", 2000)  # SCTP itself stops the client at 256 KiB
+    monkeypatch.setattr(datachannel, "MAX_MESSAGE_BYTES", 2000)  # SCTP itself stops the client at 256 KiB
     bad: list[tuple[Any, str]] = [
         ("not json", "not JSON"),
         ("[1]", 'string "type"'),
@@ -506,7 +500,7 @@ def test_max_peers_refuses_with_503_and_frees_the_place_on_hang_up(engine: Engin
 
 
 def test_peers_that_never_connect_are_dropped(server: HttpServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server_module, "CONNECT_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(registry, "CONNECT_TIMEOUT_S", 0.5)
 
     async def go() -> None:
         async with aiohttp.ClientSession() as http:
@@ -587,3 +581,83 @@ def test_peer_source_never_ends_the_stream_and_matches_replies() -> None:
     assert source.take_reply_tag(Frame(image=second, index=1, t_capture=0.0, camera=second)) == (False, None)
     source.close()
     assert source.closed
+
+
+# The families /metrics answered before it moved to prometheus_client (saved from a running server): name, type, and
+# the label names of their samples. Dashboards and alerts depend on exactly these.
+METRIC_FAMILIES = {
+    "mirage_stage_latency_seconds": ("histogram", {("le", "stage"), ("stage",)}),
+    "mirage_end_to_end_latency_seconds": ("histogram", {("le",), ()}),
+    "mirage_stage_latency_quantile_seconds": ("gauge", {("quantile", "stage")}),
+    "mirage_end_to_end_latency_quantile_seconds": ("gauge", {("quantile",)}),
+    "mirage_stage_enabled": ("gauge", {("stage",)}),
+    "mirage_frames_per_second": ("gauge", {("direction",)}),
+    "mirage_frames_input": ("counter", {()}),
+    "mirage_frames_output": ("counter", {()}),
+    "mirage_frames_dropped": ("counter", {()}),
+    "mirage_uptime_seconds": ("gauge", {()}),
+    "mirage_gpu_memory_bytes": ("gauge", set()),  # no GPU here: declared, no samples
+    "mirage_webrtc_peers": ("gauge", {()}),
+    "mirage_webrtc_peers_max": ("gauge", {()}),
+    "mirage_webrtc_frames_sent": ("counter", {()}),
+    "mirage_webrtc_bytes_sent": ("counter", {()}),
+    "mirage_webrtc_peers_rejected": ("counter", {()}),
+}
+
+
+def test_metrics_keep_their_families_and_count_a_connected_peer(server: HttpServer) -> None:
+    async def go() -> str:
+        async with aiohttp.ClientSession() as http:
+            client = await connect(server, http, channel=False)
+            await until(lambda: len(client.sizes) >= 3, "video frames")
+            await connections(server, http)  # refreshes the peers' counters
+            text = await (await http.get(server.url + "metrics")).text()
+            await http.delete(server.url + f"webrtc/connections/{client.id}", headers=AUTH)
+            await client.pc.close()
+            return text
+
+    families = list(text_string_to_metric_families(run(go())))
+    found = {f.name: (f.type, {tuple(sorted(s.labels)) for s in f.samples}) for f in families}
+    assert found == METRIC_FAMILIES
+    values = {s.name: s.value for f in families for s in f.samples if not s.labels}
+    assert values["mirage_webrtc_peers"] == 1 and values["mirage_webrtc_peers_max"] == 4
+    assert values["mirage_webrtc_frames_sent_total"] >= 3 and values["mirage_webrtc_bytes_sent_total"] > 0
+
+
+def test_nothing_of_a_peer_outlives_it(server: HttpServer, engine: Engine) -> None:
+    import gc
+    import weakref
+
+    frame = jpeg_b64(np.full((60, 80, 3), 100, np.uint8))
+
+    async def go() -> list[weakref.ref[Any]]:
+        async with aiohttp.ClientSession() as http:
+            clients = [await connect(server, http) for _ in range(2)]
+            for client in clients:
+                await until(lambda c=client: c.channel.readyState == "open" and len(c.sizes) >= 2, "the peer")
+            for seq in range(40):  # the first drives (the engine's reply listener is on), the second is refused
+                clients[0].channel.send(json.dumps({"type": "frame", "image_jpeg_base64": frame, "seq": seq}))
+                try:
+                    await asyncio.wait_for(clients[0].message("frame"), 0.5)
+                    break
+                except asyncio.TimeoutError:
+                    continue
+            clients[1].channel.send(json.dumps({"type": "frame", "image_jpeg_base64": frame}))
+            assert (await clients[1].message("error"))["status"] == 409
+            assert server._fanout is not None and server._fanout.stats()["listeners"] == 2  # video + replies
+            peers = [server._registry.peers[c.id] for c in clients]  # type: ignore[union-attr]
+            tasks = [t for p in peers for t in p.tasks]
+            refs = [weakref.ref(p) for p in peers]
+            del peers
+            for client in clients:
+                assert (await http.delete(server.url + f"webrtc/connections/{client.id}", headers=AUTH)).status == 200
+                await client.pc.close()
+            await until(lambda: engine.source.describe() == "demo", "the engine's own source to come back")
+            assert all(t.done() for t in tasks)
+            return refs
+
+    refs = run(go())
+    gc.collect()
+    assert server.peers == 0
+    assert server._fanout.stats()["listeners"] == 0  # type: ignore[union-attr]  # no track, no reply listener
+    assert [r() for r in refs] == [None, None]  # nothing holds a closed peer

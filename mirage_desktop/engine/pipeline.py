@@ -212,7 +212,7 @@ class Engine:
             metrics.frames_in += 1
             metrics.fps_in.tick(t)
             if not self._capture_slot.put(frame):
-                metrics.dropped += 1
+                metrics.drops.add()
         self._capture_slot.close()
 
     def _run_stage(self, stage: Stage, frame: Frame) -> Frame:
@@ -252,7 +252,7 @@ class Engine:
                     frame = self._run_stage(stage, frame)
             frame.image.flags.writeable = False  # published: nobody writes to it from here on
             if not self._output_slot.put(frame):
-                metrics.dropped += 1
+                metrics.drops.add()
         self._output_slot.close()
 
     def _output_loop(self) -> None:

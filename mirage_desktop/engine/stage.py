@@ -4,22 +4,46 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from mirage_desktop.engine.frame import Frame
 
+StageState = Literal["off", "loading", "ready", "unavailable", "failed"]
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    """Where a stage stands, for code to act on (``state``, ``model_group``) and for people to read (``reason``).
+
+    ``model_group`` names the ``mirage-models download`` group that would make the stage run (it may be another
+    stage's group: Animate needs face detection), or None when downloading would not help.
+    """
+
+    state: StageState
+    reason: str = ""
+    model_group: str | None = None
+
 
 class StageUnavailable(RuntimeError):
-    """A stage cannot run (model missing, broken file); the message is shown to the user as the reason."""
+    """A stage cannot run (model missing, broken file). The message is shown to people as the reason;
+    ``model_group`` is the model group whose download fixes it (None when a download would not)."""
+
+    def __init__(self, message: str, model_group: str | None = None) -> None:
+        super().__init__(message)
+        self.model_group = model_group
 
 
 class Stage(ABC):
-    """A named step with an on/off switch and a human-readable reason when it is off or failing.
+    """A named step with an on/off switch and a structured :meth:`status` (a reason for people included).
 
     ``process`` runs on the engine's processing thread only. ``set_enabled`` may be called from any thread and
     takes effect on the next frame; it is a plain attribute write (atomic in CPython), so the per-frame path takes
     no lock. ``prepare`` loads what the stage needs and is called off the per-frame path (on enable, or by the
     engine's processing thread before the first frame that needs it).
+
+    The engine records errors of ``process`` in ``failures`` and ``reason`` (and switches the stage off after too
+    many in a row); :meth:`status` reports a stage with failures as "failed" without reading the reason's text.
     """
 
     #: Short machine name (used in stats, metrics labels and ``--enable``).
@@ -29,22 +53,55 @@ class Stage(ABC):
 
     def __init__(self, enabled: bool = False) -> None:
         self.enabled = enabled
-        self.reason = "" if enabled else "off"
+        self._reason = "" if enabled else "off"
+        self._model_group: str | None = None  # the model group the current reason asks for
+        self._state: StageState = "loading" if enabled else "off"
         self.failures = 0
         self._ready = False
         self._error: str | None = None  # why the last prepare() failed; cleared by reset() or re-enabling
         self._loader: threading.Thread | None = None
         self._prepare_lock = threading.Lock()
 
+    # ----------------------------------------------------------------------------------------- status
+    @property
+    def reason(self) -> str:
+        """Why the stage is off or not doing its job, for people ("" when all is well)."""
+        return self._reason
+
+    @reason.setter
+    def reason(self, text: str) -> None:
+        self._reason = text
+        self._model_group = None  # a plain reason asks for no download; set_reason attaches one
+
+    def set_reason(self, text: str, model_group: str | None = None) -> None:
+        """A reason for people, and the model group whose download would remove it."""
+        self._reason = text
+        self._model_group = model_group
+
+    def status(self) -> StageStatus:
+        """The stage's state, reason and the model group it needs; cheap, any thread."""
+        if self._loader is not None:
+            return StageStatus("loading", self._reason)
+        state = self._state
+        if state != "off" and self.failures:  # the engine caught errors in process() (and may have switched it off)
+            return StageStatus("failed", self._reason)
+        return StageStatus(state, self._reason, self._model_group)
+
+    # ------------------------------------------------------------------------------------------ switch
     def set_enabled(self, enabled: bool) -> None:
-        self.enabled = bool(enabled)
         if enabled:
+            switched_off = self._state == "off" or (not self.enabled and self.failures > 0)
+            self.enabled = True
             self.failures = 0
             self._error = None  # switching on again retries a failed load
-            if self.reason == "off" or self.reason.startswith("disabled after"):
+            if switched_off:  # by the user, or by the engine after failures: that reason is over
                 self.reason = ""
+            self._state = "ready" if self._ready else "loading"
         else:
+            self.enabled = False
+            self.failures = 0
             self.reason = "off"
+            self._state = "off"
 
     @property
     def ready(self) -> bool:
@@ -72,12 +129,16 @@ class Stage(ABC):
         try:
             self.prepare()
         except StageUnavailable as exc:
-            self._error = self.reason = str(exc)
+            self._error = str(exc)
+            self.set_reason(self._error, exc.model_group)
+            self._state = "unavailable"
         except Exception as exc:  # a broken model file must not kill the app
             self._error = self.reason = f"{type(exc).__name__}: {exc}"
+            self._state = "failed"
         else:
             self._ready = True
             self.reason = "" if self.enabled else "off"
+            self._state = "ready" if self.enabled else "off"
         finally:
             with self._prepare_lock:
                 self._loader = None
@@ -87,10 +148,12 @@ class Stage(ABC):
         with self._prepare_lock:
             self._ready = False
             self._error = None
+            if self._state == "ready":
+                self._state = "loading"
             self.release()
 
     def prepare(self) -> None:
-        """Load models etc. Raise :class:`StageUnavailable` with a message that names the fix."""
+        """Load models etc. Raise :class:`StageUnavailable` with a message that names the fix and the model group."""
 
     def release(self) -> None:
         """Drop what ``prepare`` loaded."""

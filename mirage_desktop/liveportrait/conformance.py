@@ -2,6 +2,10 @@
 
     python -m mirage_desktop.liveportrait.conformance --golden DIR --weights DIR [--device cpu|cuda] [--half]
         [--backend torch|onnxruntime|auto] [--precision fp32|bf16|fp16] [--dump DIR] [--threads N]
+    python -m mirage_desktop.liveportrait.conformance --geometry DIR --weights DIR [--dump DIR]
+
+``--geometry`` runs the geometry kit (crops, landmark models on their stand-ins, ratios, option maths, paste-back)
+through :mod:`mirage_desktop.liveportrait.geometry_conformance`; with ``--golden`` too, both kits run.
 
 Two scopes, each compared with its own tolerance from ``tolerances.json``:
 
@@ -21,12 +25,10 @@ is fp16) runs W and G at reduced precision and judges their arrays by the loose 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,19 +36,14 @@ import numpy as np
 import torch
 
 from mirage_desktop.liveportrait import motion
-from mirage_desktop.liveportrait.backends.select import LOOSE_MEAN_ABS
 from mirage_desktop.liveportrait.backends import BackendUnavailable
+from mirage_desktop.liveportrait.kit_compare import SCOPES, Arrays, Check, Kit, Report, compare
 from mirage_desktop.liveportrait.loader import LivePortraitLoadError
 from mirage_desktop.liveportrait.motion import KpInfo
 from mirage_desktop.liveportrait.runner import DriveOptions, LivePortrait, SourceState, strict_float32
 
 logger = logging.getLogger(__name__)
 
-#: the kit README's tolerance for the float16 (autocast) path
-HALF_ATOL = 1e-2
-HALF_UINT8 = {"max_abs_diff": 3, "max_mismatch_fraction": 1.0}
-#: files whose arrays come out of W or G (the only networks ``--half`` changes)
-HALF_FILES = ("warping_module.npz", "spade_generator.npz", "warp_stress.npz")
 #: warp_stress.npz's driving keypoints: x_s rotated by these angles (pitch, yaw, roll, degrees) and shifted
 STRESS_ANGLES = (8.0, 15.0, -5.0)
 STRESS_SHIFT = (0.06, -0.04, 0.0)
@@ -55,80 +52,6 @@ FLOAT16_ARRAYS = {("spade_generator.npz", "image"), ("warp_stress.npz", "out")}
 #: spade_generator.npz's image_center_f32 window
 CENTER = slice(224, 288)
 
-SCOPES = ("module", "end_to_end")
-Arrays = dict[str, dict[str, np.ndarray]]  # kit file -> array name -> values
-
-
-@dataclass
-class Check:
-    """One array compared with the golden one."""
-
-    scope: str
-    name: str  # "file.npz:array"
-    error: float
-    tolerance: str
-    passed: bool
-
-    def line(self) -> str:
-        verdict = "PASS" if self.passed else "FAIL"
-        return f"{verdict}  {self.scope:<10}  {self.name:<42}  max_err {self.error:.3e}  tol {self.tolerance}"
-
-
-@dataclass
-class Report:
-    checks: list[Check] = field(default_factory=list)
-    end_to_end: Arrays = field(default_factory=dict)  # what --dump writes
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.checks) and all(c.passed for c in self.checks)
-
-
-class Kit:
-    """The golden arrays and tolerances of one kit folder."""
-
-    def __init__(self, golden_dir: Path) -> None:
-        self.dir = golden_dir
-        tol_path = golden_dir / "tolerances.json"
-        if not tol_path.is_file():
-            raise FileNotFoundError(f"{tol_path} not found: --golden must be the kit's golden/ folder")
-        self.tolerances: dict[str, dict] = json.loads(tol_path.read_text())["arrays"]
-        self._files: dict[str, Mapping[str, np.ndarray]] = {}
-
-    def __getitem__(self, file: str) -> Mapping[str, np.ndarray]:
-        if file not in self._files:
-            with np.load(self.dir / file) as data:
-                self._files[file] = {k: data[k] for k in data.files}
-        return self._files[file]
-
-    def outputs(self) -> list[str]:
-        return [name for name, spec in self.tolerances.items() if spec.get("role") == "output"]
-
-
-def compare(kit: Kit, scope: str, name: str, actual: np.ndarray, half: bool) -> Check:
-    """max |actual - golden| against the scope's atol (or the uint8 rule), as tolerances.json defines."""
-    file, array = name.split(":")
-    spec = kit.tolerances[name][scope]
-    golden = kit[file][array]
-    actual = np.asarray(actual)
-    loose = half and file in HALF_FILES
-    if actual.shape != golden.shape:
-        return Check(scope, name, math.inf, f"shape {actual.shape} != golden {golden.shape}", False)
-    if loose:  # reduced precision: the documented loose rule, mean |error| (uint8 scaled to [0, 1])
-        scale = 255.0 if "max_abs_diff" in spec else 1.0
-        err = float(np.abs(actual.astype(np.float64) - golden.astype(np.float64)).mean()) / scale
-        return Check(scope, name, err, f"mean <= {LOOSE_MEAN_ABS:g}", bool(err <= LOOSE_MEAN_ABS))
-    if "max_abs_diff" in spec:
-        limit = HALF_UINT8 if loose else spec
-        diff = np.abs(actual.astype(np.int32) - golden.astype(np.int32))
-        fraction = float((diff > 0).mean())
-        worst = int(diff.max())
-        ok = worst <= limit["max_abs_diff"] and fraction <= limit["max_mismatch_fraction"]
-        tol = f"diff <= {limit['max_abs_diff']} on <= {limit['max_mismatch_fraction']:.1%} (got {fraction:.4%})"
-        return Check(scope, name, float(worst), tol, ok)
-    atol = max(spec["atol"], HALF_ATOL) if loose else spec["atol"]
-    err = float(np.abs(actual.astype(np.float64) - golden.astype(np.float64)).max())
-    return Check(scope, name, err, f"{atol:g}", bool(err <= atol))
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -395,7 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m mirage_desktop.liveportrait.conformance",
         description="Compare our LivePortrait networks and maths with a conformance kit's golden arrays.",
     )
-    ap.add_argument("--golden", required=True, type=Path, help="the kit's golden/ folder (tolerances.json, *.npz)")
+    ap.add_argument("--golden", type=Path, help="the networks kit's golden/ folder (tolerances.json, *.npz)")
+    ap.add_argument("--geometry", type=Path, metavar="DIR",
+                    help="the geometry kit folder (crops, landmarks, ratios, options, paste-back); with or without --golden")
     ap.add_argument("--weights", required=True, type=Path, help="the weights: official tree or flat folder")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (TF32 is switched off for the run)")
     ap.add_argument("--half", action="store_true", help="float16 autocast for W and G (CUDA), loose tolerances")
@@ -410,9 +335,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"--device {args.device}: torch sees no CUDA device; use --device cpu", file=sys.stderr)
         return 2
+    if args.golden is None and args.geometry is None:
+        ap.error("give --golden (the networks kit), --geometry (the geometry kit) or both")
+    report = Report()
     try:
-        report = run_conformance(args.golden, args.weights, device=args.device, half=args.half,
-                                 backend=args.backend, precision=args.precision)
+        if args.golden is not None:
+            report = run_conformance(args.golden, args.weights, device=args.device, half=args.half,
+                                     backend=args.backend, precision=args.precision)
+        if args.geometry is not None:
+            from mirage_desktop.liveportrait.geometry_conformance import run_geometry
+
+            geometry = run_geometry(args.geometry, args.weights, golden_dir=args.golden, device=args.device)
+            report.checks.extend(geometry.checks)
+            report.end_to_end.update(geometry.end_to_end)
     except (LivePortraitLoadError, BackendUnavailable, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

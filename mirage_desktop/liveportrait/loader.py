@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from mirage_desktop.liveportrait.appearance import AppearanceFeatureExtractor
+from mirage_desktop.models.registry import download_hint
 from mirage_desktop.liveportrait.generator import SPADEGenerator
 from mirage_desktop.liveportrait.motion_extractor import MotionExtractor
 from mirage_desktop.liveportrait.retargeting import RetargetingMLP, eye_mlp, lip_mlp, stitching_mlp
@@ -27,7 +28,7 @@ from mirage_desktop.liveportrait.warping import WarpingModule
 
 logger = logging.getLogger(__name__)
 
-FIX = "Run `mirage-models download liveportrait` to fetch the official files again."
+FIX = f"To fetch the official files again, {download_hint('liveportrait')}."
 
 APPEARANCE_FILE = "appearance_feature_extractor.pth"
 MOTION_FILE = "motion_extractor.pth"

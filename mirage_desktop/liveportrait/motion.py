@@ -1,7 +1,8 @@
-"""LivePortrait's motion maths: pose bins to degrees, rotation, keypoint transform, relative motion, stitching.
+"""LivePortrait's motion maths: pose bins to degrees, rotation, keypoint transform, stitching, retargeting MLP calls.
 
 Every function works on batched device tensors and keeps the official operation order, so float32 results match the
-official code to rounding. Keypoints are row vectors: (B, 21, 3), multiplied on the right by rotations.
+official code to rounding. Keypoints are row vectors: (B, 21, 3), multiplied on the right by rotations. The
+option-dependent motion (relative/absolute, regions) is in :mod:`.options`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -36,16 +36,6 @@ class KpInfo:
     scale: torch.Tensor
     kp: torch.Tensor
     rotation: torch.Tensor
-
-
-class RelativeMotion(NamedTuple):
-    """Step 5 of the chain (pose-friendly relative motion)."""
-
-    rotation: torch.Tensor  # R_new (B, 3, 3)
-    exp: torch.Tensor  # delta_new (B, 21, 3)
-    scale: torch.Tensor  # scale_new (B, 1)
-    t: torch.Tensor  # t_new (B, 3), z = 0
-    x_d: torch.Tensor  # x_d_new (B, 21, 3)
 
 
 def bins_to_degrees(logits: torch.Tensor) -> torch.Tensor:
@@ -97,17 +87,6 @@ def transform_keypoint(
 def keypoints(info: KpInfo) -> torch.Tensor:
     """transform_keypoint of one image's motion: x_s for the source, x_d for a driving frame."""
     return transform_keypoint(info.kp, info.exp, info.t, info.scale, info.rotation)
-
-
-def relative_motion(source: KpInfo, driving: KpInfo, reference: KpInfo) -> RelativeMotion:
-    """Move the source by the driving frame's change since the reference frame (the "pose-friendly" keypoints)."""
-    r_new = (driving.rotation @ reference.rotation.permute(0, 2, 1)) @ source.rotation
-    delta_new = source.exp + (driving.exp - reference.exp)
-    scale_new = source.scale * (driving.scale / reference.scale)
-    t_new = source.t + (driving.t - reference.t)
-    t_new = torch.cat([t_new[:, :2], torch.zeros_like(t_new[:, 2:])], dim=1)
-    x_d_new = scale_new[..., None] * (source.kp @ r_new + delta_new) + t_new[:, None, :]
-    return RelativeMotion(rotation=r_new, exp=delta_new, scale=scale_new, t=t_new, x_d=x_d_new)
 
 
 def hull_volume(points: torch.Tensor) -> float:
@@ -175,10 +154,3 @@ def image_to_uint8(image: torch.Tensor) -> torch.Tensor:
 def parse_output(image: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) float in [0, 1] -> (B, H, W, 3) uint8; the cast truncates toward zero, as the official code."""
     return image_to_uint8(image.float()).cpu().numpy()
-
-
-def absolute_motion(source: KpInfo, driving: KpInfo) -> RelativeMotion:
-    """Without relative motion: the driving frame's rotation, expression and translation, the source's scale."""
-    t_new = torch.cat([driving.t[:, :2], torch.zeros_like(driving.t[:, 2:])], dim=1)
-    x_d_new = source.scale[..., None] * (source.kp @ driving.rotation + driving.exp) + t_new[:, None, :]
-    return RelativeMotion(rotation=driving.rotation, exp=driving.exp, scale=source.scale, t=t_new, x_d=x_d_new)

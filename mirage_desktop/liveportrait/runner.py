@@ -1,9 +1,10 @@
 """The LivePortrait chain as the live stage and the conformance command both run it: one copy of the maths.
 
-Per frame: :meth:`LivePortrait.motion_info` (M) on the driving crop, :meth:`LivePortrait.drive` (relative motion,
-stitching, multiplier: a few small tensor ops and one MLP) and :meth:`LivePortrait.render` (W then G). Everything stays
-on the device; :meth:`LivePortrait.to_uint8` is the only host copy. The expression-friendly multiplier needs a convex
-hull on the host; it is computed once per (source, reference) pair and cached.
+Per frame: :meth:`LivePortrait.motion_info` (M) on the driving crop, :meth:`LivePortrait.drive` (the motion of the
+:class:`~.options.DriveOptions`, stitching, retargeting, multiplier: a few small tensor ops and up to three MLPs) and
+:meth:`LivePortrait.render` (W then G). Everything stays on the device; :meth:`LivePortrait.to_uint8` is the only host
+copy. The expression-friendly multiplier needs a convex hull on the host; it is computed once per (source, reference,
+region) and cached, as is the lip-normalisation delta per portrait.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from mirage_desktop.liveportrait.backends import BackendNetworks, Progress, buil
 from mirage_desktop.liveportrait.backends.torch_backend import check_device
 from mirage_desktop.liveportrait.loader import LivePortraitNetworks, load_networks
 from mirage_desktop.liveportrait.motion import KpInfo
+from mirage_desktop.liveportrait.options import DriveOptions, FaceRatios, driven_motion
 from mirage_desktop.liveportrait.warping import WarpOutput
 
 logger = logging.getLogger(__name__)
@@ -29,47 +31,37 @@ logger = logging.getLogger(__name__)
 #: where the chain's intermediate tensors go when the caller asks for them (conformance); keys are the kit's names
 Trace = MutableMapping[str, torch.Tensor]
 
-DRIVING_OPTIONS = ("expression-friendly", "pose-friendly")
-ANIMATION_REGIONS = ("all",)
-
-
-@dataclass(frozen=True)
-class DriveOptions:
-    """How driving motion moves the source; the defaults are the official CLI's (``inference.py``)."""
-
-    relative_motion: bool = True
-    driving_option: str = "expression-friendly"
-    stitching: bool = True
-    driving_multiplier: float = 1.0
-    eye_retargeting: bool = False
-    lip_retargeting: bool = False
-    animation_region: str = "all"
-
-    def __post_init__(self) -> None:
-        if self.driving_option not in DRIVING_OPTIONS:
-            raise ValueError(f'Invalid driving option "{self.driving_option}": use one of {", ".join(DRIVING_OPTIONS)}')
-        if self.animation_region not in ANIMATION_REGIONS:
-            raise ValueError(
-                f'Invalid animation region "{self.animation_region}": only {", ".join(ANIMATION_REGIONS)} is supported'
-            )
-
-
 @dataclass(frozen=True)
 class SourceState:
-    """What the chain keeps of the source portrait: f_s (1, 32, 16, 64, 64), its motion, and x_s (1, 21, 3)."""
+    """What the chain keeps of the source portrait: f_s (1, 32, 16, 64, 64), its motion, and x_s (1, 21, 3).
+
+    ``eye_ratio`` (1, 2) and ``lip_ratio`` (1, 1) are the portrait's measured openings (from its 203 landmarks, as
+    float32 device tensors); retargeting and lip normalisation need them.
+    """
 
     feature: torch.Tensor
     info: KpInfo
     x_s: torch.Tensor
+    eye_ratio: torch.Tensor | None = None
+    lip_ratio: torch.Tensor | None = None
+
+    def with_ratios(self, ratios: FaceRatios) -> SourceState:
+        """The same source with its measured eye and lip ratios (device tensors)."""
+        dev = self.x_s.device
+        return replace(
+            self,
+            eye_ratio=torch.as_tensor(np.asarray(ratios.eyes, np.float32).reshape(1, 2), device=dev),
+            lip_ratio=torch.as_tensor(np.asarray(ratios.lip, np.float32).reshape(1, 1), device=dev),
+        )
 
 
 @dataclass(frozen=True)
 class _ReferenceCache:
-    """The expression-friendly state of one (source, reference) pair."""
+    """The expression-friendly state of one (source, reference, region) triple."""
 
     source: SourceState
     reference: KpInfo
-    relative: bool
+    region: str
     x_d0_new: torch.Tensor
     multiplier: torch.Tensor  # float32, on the device
     multiplier64: float
@@ -96,6 +88,8 @@ class LivePortrait:
         self.device = device
         self.half = half or any(networks.runner(m).precision != "fp32" for m in ("W", "G"))
         self._expr_cache: _ReferenceCache | None = None
+        self._lip_cache: tuple[SourceState, float, torch.Tensor | None] | None = None
+        self._target_cache: dict[float, torch.Tensor] = {}
 
     @classmethod
     def load(
@@ -130,15 +124,22 @@ class LivePortrait:
         return self.networks.choices(), self.networks.all_reasons()
 
     @torch.inference_mode()
-    def prepare_source(self, image: torch.Tensor, trace: Trace | None = None) -> SourceState:
-        """F and M on the source crop (1, 3, 256, 256) in [0, 1]; done once per portrait."""
+    def prepare_source(
+        self, image: torch.Tensor, landmarks: np.ndarray | None = None, trace: Trace | None = None
+    ) -> SourceState:
+        """F and M on the source crop (1, 3, 256, 256) in [0, 1]; done once per portrait.
+
+        ``landmarks``: the portrait's 203 LivePortrait landmarks (any pixel frame), whose eye and lip ratios
+        retargeting and lip normalisation need.
+        """
         feature = self.networks.appearance(image)
         info = self.motion_info(image, trace=trace)
         x_s = motion.keypoints(info)
         if trace is not None:
             trace["feature_3d"] = feature
             trace["x_s"] = x_s
-        return SourceState(feature=feature, info=info, x_s=x_s)
+        state = SourceState(feature=feature, info=info, x_s=x_s)
+        return state if landmarks is None else state.with_ratios(FaceRatios.from_landmarks(landmarks))
 
     @torch.inference_mode()
     def motion_info(self, image: torch.Tensor, trace: Trace | None = None) -> KpInfo:
@@ -152,28 +153,75 @@ class LivePortrait:
     def _reference_keypoints(
         self, source: SourceState, reference: KpInfo, options: DriveOptions
     ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """(x_d0_new, m as a float32 device tensor, m as float64), computed once per (source, reference) pair.
+        """(x_d0_new, m as a float32 device tensor, m as float64), computed once per (source, reference, region).
 
         The cache holds the two objects themselves (compared by identity), so a new reference frame or portrait
         always recomputes; the hull volume is the only host round trip of the chain.
         """
         cache = self._expr_cache
-        if (
-            cache is not None
-            and cache.source is source
-            and cache.reference is reference
-            and cache.relative == options.relative_motion
-        ):
+        region = options.animation_region
+        if cache is not None and cache.source is source and cache.reference is reference and cache.region == region:
             return cache.x_d0_new, cache.multiplier, cache.multiplier64
-        if options.relative_motion:
-            x_d0_new = motion.relative_motion(source.info, reference, reference).x_d
-        else:
-            x_d0_new = motion.absolute_motion(source.info, reference).x_d
+        x_d0_new = driven_motion(source.info, reference, reference, options).x_d
         m = motion.motion_multiplier(source.x_s, x_d0_new)
         m_tensor = torch.tensor(m, dtype=torch.float32, device=self.device)
-        self._expr_cache = _ReferenceCache(source, reference, options.relative_motion, x_d0_new, m_tensor, m)
+        self._expr_cache = _ReferenceCache(source, reference, region, x_d0_new, m_tensor, m)
         logger.debug("expression-friendly multiplier %.9f for a new reference frame", m)
         return x_d0_new, m_tensor, m
+
+    def _lip_normalization(self, source: SourceState, threshold: float) -> torch.Tensor | None:
+        """The official "lip_delta_before_animation": R_lip(x_s, [source lip, 0]) when the source's mouth is open
+        (lip ratio >= threshold), else None; computed once per (source, threshold)."""
+        cache = self._lip_cache
+        if cache is not None and cache[0] is source and cache[1] == threshold:
+            return cache[2]
+        if source.lip_ratio is None:
+            raise ValueError(
+                "lip normalisation needs the portrait's lip ratio: prepare the source with its 203 landmarks "
+                "(prepare_source(image, landmarks=...) or SourceState.with_ratios)"
+            )
+        ratio = torch.cat([source.lip_ratio, torch.zeros_like(source.lip_ratio)], dim=1)
+        # the comparison reads one float back to the host, once per portrait
+        delta = motion.retarget_lip(self.networks.lip, source.x_s, ratio) if float(ratio[0, 0]) >= threshold else None
+        self._lip_cache = (source, threshold, delta)
+        return delta
+
+    def _target_ratio(self, value: float) -> torch.Tensor:
+        """A user's target ratio as a (1, 1) device tensor, made once per value."""
+        tensor = self._target_cache.get(value)
+        if tensor is None:
+            if len(self._target_cache) > 64:  # a slider dragged through many values
+                self._target_cache.clear()
+            tensor = self._target_cache[value] = torch.tensor([[value]], dtype=torch.float32, device=self.device)
+        return tensor
+
+    def _driving_ratio(self, target: float | None, measured: np.ndarray | None, what: str) -> torch.Tensor:
+        """The driving column of a retargeting input: the user's target, else the driver's measured ratio."""
+        if target is not None:
+            return self._target_ratio(target)
+        if measured is None:
+            raise ValueError(
+                f"{what} retargeting follows the driver but no driver ratios were given: pass driver=FaceRatios "
+                f"from the driver's 203 landmarks, or set {what}_target"
+            )
+        return torch.tensor(np.asarray(measured, np.float32).reshape(1, 1), device=self.device)
+
+    def _retargeting_inputs(
+        self, source: SourceState, options: DriveOptions, driver: FaceRatios | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The MLP ratio inputs: eye [source left, source right, driving LEFT eye], lip [source lip, driving lip]."""
+        eye = lip = None
+        if options.eye_retargeting:
+            if source.eye_ratio is None:
+                raise ValueError("eye retargeting needs the portrait's eye ratios: prepare the source with landmarks")
+            drv = self._driving_ratio(options.eye_target, None if driver is None else driver.eyes[..., 0], "eye")
+            eye = torch.cat([source.eye_ratio, drv], dim=1)
+        if options.lip_retargeting:
+            if source.lip_ratio is None:
+                raise ValueError("lip retargeting needs the portrait's lip ratio: prepare the source with landmarks")
+            drv = self._driving_ratio(options.lip_target, None if driver is None else driver.lip[..., 0], "lip")
+            lip = torch.cat([source.lip_ratio, drv], dim=1)
+        return eye, lip
 
     @torch.inference_mode()
     def drive(
@@ -183,55 +231,77 @@ class LivePortrait:
         reference: KpInfo,
         options: DriveOptions = DriveOptions(),
         *,
+        driver: FaceRatios | None = None,
         eye_ratio: torch.Tensor | None = None,
         lip_ratio: torch.Tensor | None = None,
+        image_reference_exp: torch.Tensor | None = None,
         trace: Trace | None = None,
     ) -> torch.Tensor:
-        """The driven keypoints x_final (1, 21, 3) that W warps the source to.
+        """The driven keypoints x_final (1, 21, 3) that W warps the source to, in the official pipeline's order:
+        motion (mode and region), expression-friendly rescaling, then "Algorithm 1" (stitching, lip normalisation or
+        retargeting), then the driving multiplier.
 
-        ``eye_ratio`` (1, 3) = [source eye ratios (2), driving eye ratio] and ``lip_ratio`` (1, 2) = [source, driving]
-        are needed only with eye/lip retargeting, which (as in the official pipeline) then replaces the relative
-        motion by x_s plus the retargeting deltas.
+        Retargeting takes the driver's measured ``driver`` ratios (from its 203 landmarks, per frame) or the options'
+        targets, and the source's ratios from ``source``; ``eye_ratio`` (1, 3) and ``lip_ratio`` (1, 2) give the
+        MLP inputs directly instead. ``image_reference_exp`` is the official ``lip_array`` for single-image driving.
         """
         x_s = source.x_s
-        if options.relative_motion:
-            rel = motion.relative_motion(source.info, driving, reference)
-        else:
-            rel = motion.absolute_motion(source.info, driving)
-        x_d = rel.x_d
+        mo = driven_motion(source.info, driving, reference, options, image_reference_exp)
+        x_d = mo.x_d
         if trace is not None:
-            trace.update(R_s=source.info.rotation, R_new=rel.rotation, delta_new=rel.exp)
-            trace.update(scale_new=rel.scale, t_new=rel.t, x_d_new=x_d)
-        if options.driving_option == "expression-friendly":
+            trace.update(R_s=source.info.rotation, R_new=mo.rotation, delta_new=mo.exp, exp_new=mo.exp)
+            trace.update(scale_new=mo.scale, t_new=mo.t, x_d_new=x_d, x_d_motion=x_d)
+        if options.expression_friendly:
             x_d0_new, m, m64 = self._reference_keypoints(source, reference, options)
             x_d = motion.expression_friendly(x_d, x_d0_new, m, x_s)
             if trace is not None:
                 trace.update(motion_multiplier=torch.tensor(m64, dtype=torch.float64), x_d_new_expr=x_d)
+        if trace is not None:
+            trace["x_d_after_expr"] = x_d
+        lip_norm = None
+        if options.lip_normalization:
+            lip_norm = self._lip_normalization(source, options.lip_normalize_threshold)
+        if trace is not None and lip_norm is not None:
+            trace["lip_delta_before_animation"] = lip_norm
 
-        if options.eye_retargeting or options.lip_retargeting:
-            deltas = []
+        if options.retargeting:
+            # the official branch: the lip-normalisation delta is not added here
+            if eye_ratio is None and lip_ratio is None:
+                eye_ratio, lip_ratio = self._retargeting_inputs(source, options, driver)
+            x_d = x_s if options.retarget_onto_source() else x_d
             if options.eye_retargeting:
                 if eye_ratio is None:
                     raise ValueError("eye retargeting is on but no eye_ratio (1, 3) was given")
-                deltas.append(motion.retarget_eye(self.networks.eye, x_s, eye_ratio))
+                eyes_delta = motion.retarget_eye(self.networks.eye, x_s, eye_ratio)
+                x_d = x_d + eyes_delta
+                if trace is not None:
+                    trace.update(eye_ratio_input=eye_ratio, eyes_delta=eyes_delta)
             if options.lip_retargeting:
                 if lip_ratio is None:
                     raise ValueError("lip retargeting is on but no lip_ratio (1, 2) was given")
-                deltas.append(motion.retarget_lip(self.networks.lip, x_s, lip_ratio))
-            x_d = x_s if options.relative_motion else x_d
-            for delta in deltas:
-                x_d = x_d + delta
-
-        if options.stitching:
-            feat = motion.stitch_input(x_s, x_d)
-            delta = self.networks.stitching(feat)
-            x_d = motion.apply_stitching_delta(x_d, delta)
-            if trace is not None:
-                trace.update(stitch_input=feat, stitch_delta=delta, x_d_stitched=x_d)
+                lip_delta = motion.retarget_lip(self.networks.lip, x_s, lip_ratio)
+                x_d = x_d + lip_delta
+                if trace is not None:
+                    trace.update(lip_ratio_input=lip_ratio, lip_delta=lip_delta)
+            if options.stitching:
+                x_d = self._stitch(x_s, x_d, trace)
+        else:
+            if options.stitching:
+                x_d = self._stitch(x_s, x_d, trace)
+            if lip_norm is not None:
+                x_d = x_d + lip_norm
         x_final = motion.apply_driving_multiplier(x_s, x_d, options.driving_multiplier)
         if trace is not None:
-            trace["x_d_final"] = x_final
+            trace.update(x_d_pre_mult=x_d, x_d_final=x_final)
         return x_final
+
+    def _stitch(self, x_s: torch.Tensor, x_d: torch.Tensor, trace: Trace | None) -> torch.Tensor:
+        feat = motion.stitch_input(x_s, x_d)
+        delta = self.networks.stitching(feat)
+        x_d = motion.apply_stitching_delta(x_d, delta)
+        if trace is not None:
+            trace.update(stitch_input=feat, stitch_delta=delta, x_d_stitched=x_d)
+        return x_d
 
     @torch.inference_mode()
     def warp(self, feature: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> WarpOutput:

@@ -1,19 +1,14 @@
 """Model files: the registry of what the app can download, the downloader, and the ``mirage-models`` CLI.
 
+``registry`` (what exists), ``status`` (what is on disk), ``integrity`` (sha256 and its cache), ``hub`` (the
+Hugging Face client), ``transfer`` (one file: resume, verify, move), ``download`` (the public API), ``errors``.
+
 Qt-free: the window's download dialog calls :func:`download` from a worker thread.
 """
 
-from mirage_desktop.models.download import (
-    DownloadCancelled,
-    DownloadReport,
-    FileStatus,
-    ModelDownloadError,
-    ProgressEvent,
-    download,
-    missing_for,
-    status,
-    verify,
-)
+from mirage_desktop.models.download import DownloadReport, ProgressEvent, download
+from mirage_desktop.models.errors import DownloadCancelled, ModelDownloadError
+from mirage_desktop.models.status import FileStatus, missing_for, status, verify
 from mirage_desktop.models.registry import (
     DEFAULT_SCRFD_FILE,
     REGISTRY,

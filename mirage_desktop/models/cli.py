@@ -18,17 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from mirage_desktop.models.download import (
-    DownloadReport,
-    FileStatus,
-    ProgressEvent,
-    download,
-    format_bytes,
-    iter_licences,
-    status,
-    total_to_download,
-    verify,
-)
+from mirage_desktop.models.download import DownloadReport, ProgressEvent, download, iter_licences
+from mirage_desktop.models.status import FileStatus, format_bytes, status, total_to_download, verify
 from mirage_desktop.models.registry import GROUPS, REGISTRY, RegistryEntry, entries_for
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 logger = logging.getLogger(__name__)
 
-#: Feature names, as used by ``--enable`` and the window (see ``engine.factory.STAGE_NAMES``).
+#: Model groups (one per model stage; ``mirage_desktop.stages.specs`` says which stage needs which).
 FEATURES: tuple[str, ...] = ("scrfd", "liveportrait")
 #: Groups ``mirage-models download`` accepts.
 GROUPS: tuple[str, ...] = (*FEATURES, "all")
@@ -172,8 +172,45 @@ SCRFD_ENTRIES: tuple[RegistryEntry, ...] = (
     ),
 )
 
+# The two landmark models the official cropper runs, from the same hub repo and commit as the LivePortrait weights,
+# kept under their official paths so that an official ``pretrained_weights`` tree works as a model directory.
+# They belong to the "liveportrait" group: the avatar's crops and its eye/lip ratios need them.
+# - landmark.onnx (203 points, LivePortrait, MIT): size and LFS sha256 as in ../shared/models/REGISTRY.md (LFS pointer
+#   of the verbatim mirror camenduru/LivePortrait-hf@866a537, pretrained_weights/liveportrait/landmark.onnx).
+# - 2d106det.onnx (106 points, InsightFace buffalo_l, non-commercial): 5,030,888 bytes, sha256 f001b856..., the digest
+#   InsightFace's buffalo_l / antelopev2 2d106det.onnx has in several independent projects' pinned manifests (one of
+#   them pins this very path, insightface/models/buffalo_l/2d106det.onnx, of the LivePortrait hub repo).
+LANDMARK_106_FILE = "insightface/models/buffalo_l/2d106det.onnx"
+LANDMARK_203_FILE = "liveportrait/landmark.onnx"
+LANDMARK_ENTRIES: tuple[RegistryEntry, ...] = (
+    RegistryEntry(
+        feature="liveportrait",
+        repo_id=LIVEPORTRAIT_REPO,
+        revision=LIVEPORTRAIT_REVISION,
+        remote_path=LANDMARK_106_FILE,
+        local_path=LANDMARK_106_FILE,
+        size=5_030_888,
+        sha256="f001b856447c413801ef5c42091ed0cd516fcd21f2d6b79635b1e733a7109dbf",
+        licence=INSIGHTFACE_LICENCE,
+        licence_url=INSIGHTFACE_LICENCE_URL,
+        source="InsightFace buffalo_l 2d106det.onnx digest, as pinned by independent manifests of the same file",
+    ),
+    RegistryEntry(
+        feature="liveportrait",
+        repo_id=LIVEPORTRAIT_REPO,
+        revision=LIVEPORTRAIT_REVISION,
+        remote_path=LANDMARK_203_FILE,
+        local_path=LANDMARK_203_FILE,
+        size=114_666_491,
+        sha256="31d22a5041326c31f19b78886939a634a5aedcaa5ab8b9b951a1167595d147db",
+        licence=LIVEPORTRAIT_LICENCE,
+        licence_url=LIVEPORTRAIT_LICENCE_URL,
+        source="LFS pointer of the verbatim mirror camenduru/LivePortrait-hf@866a537 (../shared/models/REGISTRY.md)",
+    ),
+)
+
 #: Every file the app can download, in download order (small detector first).
-REGISTRY: tuple[RegistryEntry, ...] = (*SCRFD_ENTRIES, *LIVEPORTRAIT_ENTRIES)
+REGISTRY: tuple[RegistryEntry, ...] = (*SCRFD_ENTRIES, *LIVEPORTRAIT_ENTRIES, *LANDMARK_ENTRIES)
 
 
 def entries_for(group: str, registry: Sequence[RegistryEntry] = REGISTRY) -> list[RegistryEntry]:
@@ -199,3 +236,8 @@ def scrfd_path(models_dir: Path) -> Path:
 def liveportrait_paths(models_dir: Path) -> dict[str, Path]:
     """File name (e.g. ``warping_module.pth``) -> path in the model directory, for the LivePortrait loader."""
     return {e.name: e.target(models_dir) for e in LIVEPORTRAIT_ENTRIES}
+
+
+def landmark_paths(models_dir: Path) -> dict[str, Path]:
+    """``2d106det.onnx`` and ``landmark.onnx`` -> their paths in the model directory (official layout)."""
+    return {e.name: e.target(models_dir) for e in LANDMARK_ENTRIES}

@@ -1,49 +1,35 @@
 """Sends the engine's frames to a virtual camera (pyvirtualcam) that Zoom, Meet and OBS can pick as "Mirage".
 
-The camera lives on its own thread: it opens the device, converts each new frame once to the camera's size and
-pixel format and writes it as soon as it comes (never faster than the camera's frame rate), and repeats the last
-picture whenever the engine has nothing new, so the receiving app never sees the device stall. ``send`` only drops the frame into a
-latest-frame slot and returns, so a slow device never holds up the engine.
-
-Backends come from pyvirtualcam: v4l2loopback on Linux (the device whose card label is "Mirage" is preferred),
-OBS Studio's virtual camera on Windows and macOS, Unity Capture on Windows (a device registered as "Mirage" is
-tried first).
+The camera lives on its own thread: it opens the device (:mod:`.virtual_camera_devices` picks it per OS), converts
+each new frame once to the camera's size and pixel format (:mod:`.virtual_camera_picture`) and writes it as soon as
+it comes (never faster than the camera's frame rate), and repeats the last picture whenever the engine has nothing
+new, so the receiving app never sees the device stall. ``send`` only drops the frame into a latest-frame slot and
+returns, so a slow device never holds up the engine.
 """
 
 from __future__ import annotations
 
 import logging
-import platform
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from mirage_desktop.engine.frame import Frame
 from mirage_desktop.engine.metrics import LatencyWindow, RateMeter
 from mirage_desktop.engine.outputs import Output
 from mirage_desktop.engine.slots import LatestSlot
+from mirage_desktop.outputs.virtual_camera_devices import (
+    DEVICE_LABEL,
+    CameraFactory,
+    VirtualCameraUnavailable,
+    open_camera,
+)
+from mirage_desktop.outputs.virtual_camera_picture import FORMATS, CameraPicture
 
 logger = logging.getLogger(__name__)
-
-try:
-    import pyvirtualcam
-except Exception as exc:  # a broken native build must not take the app down: start() reports it with the fix
-    pyvirtualcam = None  # type: ignore[assignment]
-    _IMPORT_ERROR: Exception | None = exc
-else:
-    _IMPORT_ERROR = None
-
-#: The name the virtual camera carries in other apps, where the backend lets us choose it.
-DEVICE_LABEL = "Mirage"
-#: The one line that creates that camera on Linux.
-MODPROBE_LINE = f"sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label={DEVICE_LABEL}"
-#: Where v4l2loopback publishes each device's card label (``videoN/name``). Real webcams sit elsewhere in sysfs.
-SYSFS_VIDEO4LINUX = Path("/sys/devices/virtual/video4linux")
 
 # Values of ``VirtualCameraOutput.status``.
 STOPPED = "stopped"
@@ -52,60 +38,8 @@ RUNNING = "running"
 UNAVAILABLE = "unavailable"  # no backend could be opened; ``error`` says what to install
 FAILED = "error"  # the camera opened but then failed while sending
 
-FORMATS = ("bgr", "rgb")
-
-#: Called like ``pyvirtualcam.Camera(width, height, fps, fmt=..., device=..., backend=...)``.
-CameraFactory = Callable[..., Any]
 #: Gets (status, error) on every status change, from the camera thread.
 StatusListener = Callable[[str, BaseException | None], None]
-
-
-class VirtualCameraUnavailable(RuntimeError):
-    """No virtual camera could be opened; the message says what to install or run on this OS."""
-
-
-def available_backend_hint(system: str | None = None) -> str:
-    """What to install or run so that a virtual camera exists on ``system`` (default: this OS)."""
-    system = system or platform.system()
-    if system == "Linux":
-        return (
-            "Install v4l2loopback (Debian/Ubuntu: sudo apt install v4l2loopback-dkms; Fedora: v4l2loopback from "
-            "RPM Fusion; if /dev/videoN then exists but cannot be opened, add yourself to the video group with "
-            f"sudo usermod -a -G video $USER and log in again), then create the camera with: {MODPROBE_LINE}"
-        )
-    if system == "Windows":
-        return (
-            "Install OBS Studio 26 or newer (https://obsproject.com), which brings the 'OBS Virtual Camera', and "
-            "make sure OBS itself is not running its virtual camera; or install Unity Capture "
-            "(https://github.com/schellingb/UnityCapture) and register a device named 'Mirage'."
-        )
-    if system == "Darwin":
-        return (
-            "Install OBS Studio (https://obsproject.com), open it once, click 'Start Virtual Camera' (allow the "
-            "system extension if macOS asks), then 'Stop Virtual Camera' and quit OBS. Apps then list Mirage as "
-            "'OBS Virtual Camera'."
-        )
-    return f"Virtual cameras are supported on Linux (v4l2loopback), Windows and macOS (OBS Studio), not on {system}."
-
-
-def find_mirage_device(label: str = DEVICE_LABEL, root: Path | None = None) -> str | None:
-    """The ``/dev/videoN`` of the v4l2loopback device whose card label is ``label``, or None (Linux only)."""
-    root = SYSFS_VIDEO4LINUX if root is None else root
-    if not root.is_dir():
-        return None
-
-    def number(entry: Path) -> int:
-        digits = entry.name[len("video") :]
-        return int(digits) if digits.isdigit() else 1 << 30
-
-    for entry in sorted(root.glob("video*"), key=number):
-        try:
-            name = (entry / "name").read_text(encoding="utf-8", errors="replace").strip()
-        except OSError:
-            continue
-        if name == label:
-            return f"/dev/{entry.name}"
-    return None
 
 
 def _validate(width: int, height: int, fps: float, fmt: str) -> None:
@@ -164,12 +98,6 @@ class VirtualCameraOutput(Output):
         self._opened = threading.Event()
         self._thread: threading.Thread | None = None
         self._control = threading.Lock()  # start/stop/set_format may come from the window and the HTTP API
-        # conversion state, owned by the camera thread
-        self._canvas: np.ndarray | None = None
-        self._layout_key: tuple[int, ...] | None = None
-        self._roi: np.ndarray | None = None
-        self._interp = cv2.INTER_AREA
-        self._bad_shape: tuple[int, ...] | None = None
 
     # ---------------------------------------------------------------------------------------------- controls
     @property
@@ -268,64 +196,19 @@ class VirtualCameraOutput(Output):
             except Exception:
                 logger.exception("Virtual camera status listener failed")
 
-    def _pixel_format(self) -> Any:
-        if pyvirtualcam is None:
-            return self.fmt
-        return pyvirtualcam.PixelFormat.BGR if self.fmt == "bgr" else pyvirtualcam.PixelFormat.RGB
-
-    def _camera_factory(self) -> CameraFactory:
-        if self._factory is not None:
-            return self._factory
-        if pyvirtualcam is None:
-            raise VirtualCameraUnavailable(
-                f"pyvirtualcam cannot be loaded ({_IMPORT_ERROR}); reinstall it with "
-                f"'pip install --force-reinstall pyvirtualcam'. {available_backend_hint()}"
-            )
-        known = pyvirtualcam.camera.BACKENDS
-        if not known:
-            raise VirtualCameraUnavailable(
-                f"pyvirtualcam has no backend on {platform.system()}. {available_backend_hint()}"
-            )
-        if self.requested_backend is not None and self.requested_backend not in known:
-            raise VirtualCameraUnavailable(
-                f"Unknown virtual camera backend {self.requested_backend!r}; this system offers: "
-                f"{', '.join(known)}. Leave the backend unset to try them all."
-            )
-        return pyvirtualcam.Camera  # type: ignore[no-any-return]
-
-    def _attempts(self) -> list[tuple[str | None, str | None]]:
-        """(device, backend) pairs to try in turn: what the user asked for, else the "Mirage" device first."""
-        if self.requested_device is not None or self.requested_backend is not None:
-            return [(self.requested_device, self.requested_backend)]
-        system = platform.system()
-        if system == "Linux":
-            device = find_mirage_device(self.label)
-            if device is not None:
-                return [(device, None)]
-            logger.info("No v4l2loopback device labelled %r; trying any loopback device", self.label)
-        elif system == "Windows":
-            return [(self.label, "unitycapture"), (None, None)]
-        return [(None, None)]
-
-    def _open_camera(self, width: int, height: int, fps: float) -> Any:
-        factory = self._camera_factory()
-        fmt = self._pixel_format()
-        errors: list[str] = []
-        for device, backend in self._attempts():
-            try:
-                return factory(width, height, fps, fmt=fmt, device=device, backend=backend)
-            except Exception as exc:  # every backend fails in its own way; all are reported together
-                where = ", ".join(x for x in (backend and f"backend {backend}", device and f"device {device}") if x)
-                detail = " ".join(str(exc).split()) or type(exc).__name__
-                errors.append(f"{where}: {detail}" if where else detail)
-        raise VirtualCameraUnavailable(
-            f"No virtual camera could be opened ({'; '.join(errors)}). {available_backend_hint()}"
-        )
-
     # ------------------------------------------------------------------------------------------- camera thread
     def _run(self, width: int, height: int, fps: float) -> None:
         try:
-            cam = self._open_camera(width, height, fps)
+            cam = open_camera(
+                width,
+                height,
+                fps,
+                self.fmt,
+                device=self.requested_device,
+                backend=self.requested_backend,
+                label=self.label,
+                factory=self._factory,
+            )
         except VirtualCameraUnavailable as exc:
             logger.info("%s", exc)  # the caller shows it: start() raises it, on_status carries it
             self.error = exc
@@ -359,10 +242,8 @@ class VirtualCameraOutput(Output):
         average at 30 fps). The first repeat waits 1.5 intervals, so a slightly late engine frame is not pushed
         back a whole interval by a repeat; while the engine stalls, repeats follow at the camera's rate.
         """
-        self._canvas = np.zeros((height, width, 3), np.uint8)
-        self._layout_key = None
-        self._roi = None
-        last: np.ndarray = self._canvas  # black until the first frame: apps see a live camera at once
+        picture = CameraPicture(width, height, self.fmt)
+        last: np.ndarray = picture.canvas  # black until the first frame: apps see a live camera at once
         interval = 1.0 / fps
         min_gap = 0.9 * interval  # absorbs the engine's jitter; caps the rate at 1.1x the camera's
         grace = 1.5 * interval  # how long after a new frame the next one may take before a repeat
@@ -381,7 +262,7 @@ class VirtualCameraOutput(Output):
                     frame = slot.get(timeout=0) or frame  # a newer one may have come meanwhile
             t0 = perf()
             if frame is not None:
-                converted = self._convert(frame.image)
+                converted = picture.convert(frame.image)
                 if converted is None:
                     frame = None
                 else:
@@ -399,54 +280,3 @@ class VirtualCameraOutput(Output):
                 self.frames_repeated += 1
                 wait_more = interval
             self.rate.tick(t1)
-
-    def _layout(self, image: np.ndarray) -> bool:
-        """Fit frames of this shape into the camera: same size passes, else letterbox. Runs on shape changes."""
-        canvas = self._canvas
-        assert canvas is not None
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            if self._bad_shape != image.shape:
-                self._bad_shape = image.shape
-                logger.error(
-                    "Virtual camera skips frames of shape %s and type %s: expected HxWx3 uint8 BGR",
-                    image.shape,
-                    image.dtype,
-                )
-            return False
-        h, w = image.shape[:2]
-        height, width = canvas.shape[:2]
-        canvas.fill(0)
-        if (h, w) == (height, width):
-            self._roi = None
-        else:
-            scale = min(width / w, height / h)
-            nw = min(width, max(1, round(w * scale)))
-            nh = min(height, max(1, round(h * scale)))
-            x0, y0 = (width - nw) // 2, (height - nh) // 2
-            self._roi = canvas[y0 : y0 + nh, x0 : x0 + nw]
-            # bilinear already weighs every source pixel down to half size and is 5x cheaper than area averaging
-            # at odd ratios (1080p -> 720p: 2 ms against 10 ms); stronger reductions need area to avoid aliasing
-            self._interp = cv2.INTER_AREA if scale <= 0.5 else cv2.INTER_LINEAR
-        self._layout_key = image.shape
-        return True
-
-    def _convert(self, image: np.ndarray) -> np.ndarray | None:
-        """The picture to write for ``image``: the frame itself when it already fits, else one pass into the
-        preallocated canvas. None when the frame cannot be shown (wrong shape; logged once)."""
-        if image.shape != self._layout_key and not self._layout(image):
-            return None
-        canvas = self._canvas
-        assert canvas is not None
-        roi = self._roi
-        if roi is None:
-            if self.fmt == "rgb":
-                cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=canvas)
-                return canvas
-            if image.flags.c_contiguous:
-                return image  # BGR at the camera's size: no copy at all
-            np.copyto(canvas, image)
-            return canvas
-        cv2.resize(image, (roi.shape[1], roi.shape[0]), dst=roi, interpolation=self._interp)
-        if self.fmt == "rgb":
-            cv2.cvtColor(roi, cv2.COLOR_BGR2RGB, dst=roi)
-        return canvas

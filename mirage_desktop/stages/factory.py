@@ -1,5 +1,5 @@
 """Builds the engine's parts from :class:`~mirage_desktop.config.Settings`: the one place that knows which stages
-exist, in which order, and how a source spec becomes a source."""
+exist (their identity is :mod:`mirage_desktop.stages.specs`), and how a source spec becomes a source."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ from mirage_desktop.config import Settings
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource, Source, make_source
 from mirage_desktop.engine.stage import Stage
+from mirage_desktop.stages.specs import STAGE_NAMES
 
 logger = logging.getLogger(__name__)
-
-#: Stage names in processing order; ``--enable`` and the window's checkboxes use these.
-STAGE_NAMES: tuple[str, ...] = ("scrfd", "liveportrait")
 
 
 class UnknownStageError(ValueError):
@@ -32,7 +30,8 @@ def parse_enable(text: str) -> set[str]:
 
 
 def build_stages(settings: Settings) -> list[Stage]:
-    """The model stages, switched on as the settings say (``MIRAGE_ENABLE_*`` or ``--enable``)."""
+    """The model stages in the order of ``STAGE_SPECS``, switched on as the settings say (``MIRAGE_ENABLE_*`` or
+    ``--enable``)."""
     stages: list[Stage] = []
     from mirage_desktop.stages.avatar.stage import AvatarStage
     from mirage_desktop.stages.face import FaceDetectionStage

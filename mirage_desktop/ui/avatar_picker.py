@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QRect, QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QImage, QImageReader, QPixmap
+from PySide6.QtCore import QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QIcon, QImage, QImageReader, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 THUMBNAIL = 64
 _PATH_ROLE = Qt.ItemDataRole.UserRole
+#: The number keys 1-9 pick the first nine portraits; their thumbnails wear the digit.
+NUMBERED = 9
 
 
 def portrait_files(folder: Path) -> list[Path]:
@@ -53,6 +55,27 @@ def thumbnail(path: Path, size: int = THUMBNAIL) -> QPixmap | None:
     return QPixmap.fromImage(
         crop.scaled(size, size, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation)
     )
+
+
+def with_badge(pixmap: QPixmap, number: int) -> QPixmap:
+    """``pixmap`` with ``number`` in a small dark tag in its top-left corner (the key that picks it)."""
+    badged = QPixmap(pixmap)
+    painter = QPainter(badged)
+    try:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        font = QFont(painter.font())
+        font.setPixelSize(11)
+        font.setBold(True)
+        painter.setFont(font)
+        box = QRectF(3, 3, 15, 15)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(12, 13, 16, 200))
+        painter.drawRoundedRect(box, 4, 4)
+        painter.setPen(QColor("#e8eaf0"))
+        painter.drawText(box, Qt.AlignmentFlag.AlignCenter, str(number))
+    finally:
+        painter.end()
+    return badged
 
 
 def _same(a: Path | None, b: Path | None) -> bool:
@@ -127,9 +150,13 @@ class AvatarPicker(QWidget):
                 pixmap = thumbnail(path)
                 if pixmap is None:
                     continue
+                number = self.list.count() + 1
+                if number <= NUMBERED:
+                    pixmap = with_badge(pixmap, number)
                 item = QListWidgetItem(QIcon(pixmap), "")
                 item.setData(_PATH_ROLE, path)
-                item.setToolTip(f"{name}\n{path}")
+                key = f"  (key {number})" if number <= NUMBERED else ""
+                item.setToolTip(f"{name}{key}\n{path}")
                 item.setSizeHint(QSize(THUMBNAIL + 10, THUMBNAIL + 10))
                 self.list.addItem(item)
             self._highlight(self._current)
@@ -155,6 +182,14 @@ class AvatarPicker(QWidget):
                 self.list.setCurrentItem(item)
                 return
         self.list.setCurrentItem(None)
+
+    def pick(self, index: int) -> bool:
+        """As the user's click on the ``index``-th thumbnail (0-based): False when there is none or a portrait is
+        being prepared."""
+        if not self.list.isEnabled() or not 0 <= index < self.list.count():
+            return False
+        self.list.setCurrentRow(index)
+        return True
 
     def set_busy(self, message: str) -> None:
         """While an avatar is being prepared, block further picks."""

@@ -1,4 +1,4 @@
-"""The side panel: source, avatar, model switches, outputs and view options.
+"""The side panel: source, avatar, model switches, animation options, outputs and view options.
 
 It only shows state and emits what the user asked for; :class:`~mirage_desktop.ui.main_window.MainWindow` talks to
 the engine. Every control keeps keyboard focus off (``NoFocus``) so Space always means "Recalibrate".
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
-
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -24,18 +22,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from mirage_desktop.engine.stage import StageStatus
+from mirage_desktop.stages.specs import STAGE_SPECS, stage_spec
+from mirage_desktop.ui.animation_panel import AnimationPanel
 from mirage_desktop.ui.avatar_picker import AvatarPicker
 
 logger = logging.getLogger(__name__)
 
 VIDEO_FILE = "__video_file__"
-DOWNLOAD_HINT = "mirage-models download"
-
-#: Checkbox label and shortcut per stage name.
-STAGE_LABELS: dict[str, tuple[str, str]] = {
-    "scrfd": ("Face detection (SCRFD)", "Ctrl+1"),
-    "liveportrait": ("Animate (LivePortrait)", "Ctrl+2"),
-}
 
 
 def source_label(spec: str) -> str:
@@ -74,7 +68,8 @@ class StageToggle(QWidget):
     def __init__(self, name: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.name = name
-        label, shortcut = STAGE_LABELS.get(name, (name, ""))
+        spec = stage_spec(name)
+        label, shortcut = spec.label, spec.shortcut
         self.checkbox = QCheckBox(label)
         _no_focus(self.checkbox)
         self.checkbox.setToolTip(f"Switch {label} on or off ({shortcut}); takes effect on the next frame")
@@ -107,21 +102,20 @@ class StageToggle(QWidget):
         if not available:
             self._show_reason(why)
 
-    def update_from(self, entry: dict[str, Any]) -> None:
-        """Reflect one stage entry of ``Engine.stats()`` (the stage may have switched itself off)."""
-        enabled = bool(entry.get("enabled"))
+    def show_status(self, enabled: bool, status: StageStatus) -> None:
+        """Reflect the stage (it may have switched itself off): its switch, its reason, and the download button
+        when a model group would fix it."""
         if self.checkbox.isChecked() != enabled:
             self.checkbox.blockSignals(True)
             self.checkbox.setChecked(enabled)
             self.checkbox.blockSignals(False)
-        reason = str(entry.get("reason") or "")
-        self._show_reason("" if reason == "off" else reason)
+        self._show_reason("" if status.state == "off" else status.reason, status.model_group is not None)
 
-    def _show_reason(self, reason: str) -> None:
+    def _show_reason(self, reason: str, downloadable: bool = False) -> None:
         if reason != self.reason.text():
             self.reason.setText(reason)
         self.reason.setVisible(bool(reason))
-        self.download.setVisible(DOWNLOAD_HINT in reason)
+        self.download.setVisible(downloadable)
 
     @property
     def reason_text(self) -> str:
@@ -181,11 +175,11 @@ class ControlsPanel(QWidget):
         # Models
         models = Section("Models")
         self.stages: dict[str, StageToggle] = {}
-        for name in STAGE_LABELS:
-            toggle = StageToggle(name)
+        for spec in STAGE_SPECS:
+            toggle = StageToggle(spec.name)
             toggle.toggled.connect(self.stage_toggled)
             toggle.download_requested.connect(self.download_requested)
-            self.stages[name] = toggle
+            self.stages[spec.name] = toggle
             models.body.addWidget(toggle)
         self.recalibrate = QPushButton("Recalibrate")
         _no_focus(self.recalibrate)
@@ -199,6 +193,10 @@ class ControlsPanel(QWidget):
         recal_row.addWidget(key)
         models.body.addLayout(recal_row)
         layout.addWidget(models)
+
+        # Animation (folds away)
+        self.animation = AnimationPanel()
+        layout.addWidget(self.animation)
 
         # Outputs
         outputs = Section("Outputs")

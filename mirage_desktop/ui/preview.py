@@ -5,6 +5,10 @@ with at most one frame in flight: while the GUI has not painted the previous fra
 than queued, so a busy GUI never builds latency. The preview paints straight from the frame's numpy buffer without
 copying; that is safe because the engine publishes frames read-only and never rewrites them, and the widget keeps
 the frame (hence its arrays) alive for as long as the QImage views it.
+
+Where the camera picture is on screen (the whole preview before the avatar animates, the inset once it does), a
+click on a face makes it the driving face (``face_clicked`` in camera pixels) and a thin outline marks the face that
+drives, whenever face detection runs.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from PySide6.QtCore import QObject, QPoint, QRect, QRectF, QSize, Qt, Signal, Slot
+from PySide6.QtCore import QObject, QPoint, QPointF, QRect, QRectF, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
@@ -29,6 +33,23 @@ def qimage_view(array: np.ndarray) -> QImage:
         array = np.ascontiguousarray(array)
     height, width = array.shape[:2]
     return QImage(array.data, width, height, array.strides[0], QImage.Format.Format_BGR888)
+
+
+def to_image(point: QPointF, target: QRect, width: int, height: int) -> tuple[float, float] | None:
+    """The image pixel under widget ``point`` when a ``width`` x ``height`` image is drawn into ``target``, or None
+    outside it."""
+    if target.width() <= 0 or target.height() <= 0:
+        return None
+    x = (point.x() - target.x()) * width / target.width()
+    y = (point.y() - target.y()) * height / target.height()
+    return (x, y) if 0 <= x < width and 0 <= y < height else None
+
+
+def to_widget(box: np.ndarray, target: QRect, width: int, height: int) -> QRectF:
+    """An image box (x1, y1, x2, y2) as a widget rectangle, the image being drawn into ``target``."""
+    sx, sy = target.width() / max(1, width), target.height() / max(1, height)
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    return QRectF(target.x() + x1 * sx, target.y() + y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy)
 
 
 class FrameBridge(QObject):
@@ -65,6 +86,8 @@ class PreviewWidget(QWidget):
 
     #: Emitted on double-click (the window toggles full screen).
     activated = Signal()
+    #: A click on the camera picture while face detection runs: (x, y) in camera pixels.
+    face_clicked = Signal(float, float)
 
     INSET_FRACTION = 0.24  # of the picture's width
     MARGIN = 12
@@ -76,6 +99,8 @@ class PreviewWidget(QWidget):
         self._image: QImage | None = None
         self._camera: QImage | None = None
         self._show_inset = True
+        #: Set by the window while the avatar replaces the camera in the main picture (the camera is then the inset).
+        self.animating = False
         self.placeholder = "Starting the camera..."
         self.painted = 0
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)  # we fill every pixel; Qt skips the erase
@@ -127,6 +152,37 @@ class PreviewWidget(QWidget):
         y = bounds.y() + (bounds.height() - scaled.height()) // 2
         return QRect(QPoint(x, y), scaled)
 
+    def _inset_rect(self, target: QRect, camera: QImage) -> QRect:
+        width = max(96, int(target.width() * self.INSET_FRACTION))
+        height = int(width * camera.height() / max(1, camera.width()))
+        return QRect(target.right() - width - self.MARGIN, target.bottom() - height - self.MARGIN, width, height)
+
+    def camera_rects(self) -> list[QRect]:
+        """Where the camera picture is on screen, topmost first: the inset (when shown), and the main picture
+        unless the avatar replaces it."""
+        image, frame = self._image, self._frame
+        if image is None or frame is None:
+            return []
+        target = self._fit(image.size(), self.rect())
+        rects: list[QRect] = []
+        if self._show_inset and self._camera is not None:
+            rects.append(self._inset_rect(target, self._camera))
+        camera = frame.camera
+        if camera is None or frame.image is camera or (not self.animating and frame.image.shape == camera.shape):
+            rects.append(target)
+        return rects
+
+    def camera_point(self, point: QPointF) -> tuple[float, float] | None:
+        """The camera pixel under widget ``point``, or None when the camera picture is not there."""
+        frame = self._frame
+        if frame is None:
+            return None
+        height, width = (frame.camera if frame.camera is not None else frame.image).shape[:2]
+        for rect in self.camera_rects():
+            if rect.contains(point.toPoint()):
+                return to_image(point, rect, width, height)
+        return None
+
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         try:
@@ -144,19 +200,41 @@ class PreviewWidget(QWidget):
             painter.drawImage(target, image)
             camera = self._camera
             if self._show_inset and camera is not None:
-                width = max(96, int(target.width() * self.INSET_FRACTION))
-                height = int(width * camera.height() / max(1, camera.width()))
-                inset = QRect(
-                    target.right() - width - self.MARGIN, target.bottom() - height - self.MARGIN, width, height
-                )
+                inset = self._inset_rect(target, camera)
                 painter.drawImage(inset, camera)
                 painter.setPen(QPen(QColor(255, 255, 255, 170), 1.5))
                 painter.setBrush(Qt.BrushStyle.NoBrush)
                 painter.drawRoundedRect(QRectF(inset).adjusted(-0.75, -0.75, 0.75, 0.75), 3, 3)
+            self._mark_driving_face(painter)
             self.painted += 1
         finally:
             painter.end()
             self._bridge.release()
+
+    def _mark_driving_face(self, painter: QPainter) -> None:
+        """A thin accent outline around the face that drives the avatar, on every picture of the camera."""
+        frame = self._frame
+        if frame is None or not frame.face_checked or frame.face is None:
+            return
+        height, width = (frame.camera if frame.camera is not None else frame.image).shape[:2]
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        for rect in self.camera_rects():
+            box = to_widget(frame.face.box, rect, width, height).intersected(QRectF(rect))
+            if box.isEmpty():
+                continue
+            painter.setPen(QPen(QColor(108, 140, 255, 210), 1.6))
+            radius = min(box.width(), box.height()) * 0.12
+            painter.drawRoundedRect(box, radius, radius)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        frame = self._frame
+        if event.button() == Qt.MouseButton.LeftButton and frame is not None and frame.face_checked:
+            point = self.camera_point(event.position())
+            if point is not None:
+                self.face_clicked.emit(*point)
+                return
+        super().mousePressEvent(event)
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
         self.activated.emit()

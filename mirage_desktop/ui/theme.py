@@ -19,6 +19,22 @@ QLabel#outputStatus[error="true"] {{ color: #ff8a80; }}
 QLabel#reason {{ color: #ffb74d; padding-left: 24px; }}
 QLabel#shortcut {{ color: #6b7280; border: 1px solid #2c313a; border-radius: 4px; padding: 1px 6px;
                    font-size: 11px; }}
+QToolButton#sectionToggle {{ background: transparent; border: none; padding: 0; color: #8a93a3; font-size: 11px;
+                             font-weight: 600; letter-spacing: 1px; text-align: left; }}
+QToolButton#segment {{ background: #1d2129; border: 1px solid #313744; border-radius: 0; padding: 4px 6px;
+                       color: #c3c9d4; }}
+QToolButton#segment[position="first"] {{ border-top-left-radius: 6px; border-bottom-left-radius: 6px; }}
+QToolButton#segment[position="last"] {{ border-top-right-radius: 6px; border-bottom-right-radius: 6px; }}
+QToolButton#segment:checked {{ background: {ACCENT}; border-color: {ACCENT}; color: #ffffff; }}
+QToolButton#segment:disabled {{ color: #5f6673; background: #16191f; }}
+QToolButton#segment:checked:disabled {{ background: #2f3a5c; border-color: #2f3a5c; color: #9aa1ad; }}
+QLabel#sliderValue {{ color: #cfd5df; font-size: 11px; }}
+QLabel#hint:disabled {{ color: #5f6673; }}
+QSlider::groove:horizontal {{ height: 4px; background: #2c313a; border-radius: 2px; }}
+QSlider::sub-page:horizontal {{ background: {ACCENT}; border-radius: 2px; }}
+QSlider::sub-page:horizontal:disabled {{ background: #3a4150; }}
+QSlider::handle:horizontal {{ background: #e8eaf0; width: 12px; margin: -5px 0; border-radius: 6px; }}
+QSlider::handle:horizontal:disabled {{ background: #5f6673; }}
 QFrame#figure {{ background: #181b21; border: 1px solid #23272f; border-radius: 8px; }}
 QLabel#figureCaption {{ color: #8a93a3; font-size: 11px; }}
 QLabel#figureValue {{ color: #f1f3f7; font-size: 20px; font-weight: 600; }}

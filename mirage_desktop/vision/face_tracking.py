@@ -1,8 +1,13 @@
-"""Video mode for the face detector: follow the main face between frames and smooth it.
+"""Video mode for the face detector: follow the driving face between frames and smooth it.
+
+The driving face is the one the user picked (:meth:`FaceTracker.pick`, a point in frame pixels), else the largest
+at acquisition; from then on every detection keeps the face that overlaps the last one (:func:`choose_face`), so
+other faces coming and going do not take over.
 
 A full-frame detection is costly, and the face moves little between frames, so the tracker
 
-* runs a full detection when it has no face, after a pause, or every ``full_every`` frames (to notice a closer face);
+* runs a full detection when it has no face, after a pause, after a pick, or every ``full_every`` frames (to
+  re-anchor the box);
 * otherwise detects only in a square region around the last face, at a small input size (dynamic-size exports);
 * for fixed-size exports, where a region costs as much as the full frame, detects in the region every
   ``roi_every`` (8) frames and follows the keypoints with pyramidal Lucas-Kanade optical flow in between,
@@ -72,6 +77,34 @@ class OneEuroFilter:
         return self._x.astype(x.dtype)
 
 
+#: a detection continues the tracked face when its box overlaps the last one by at least this IoU
+KEEP_IOU = 0.3
+
+
+def choose_face(found: Detections, previous: np.ndarray | None = None,
+                pick: tuple[float, float] | None = None, keep_iou: float = KEEP_IOU) -> int:
+    """Which detection drives: the one under the user's ``pick`` point (the nearest centre among the boxes that
+    contain it), else the one continuing ``previous`` (best IoU, at least ``keep_iou``), else the largest; -1 when
+    there is none."""
+    n = len(found)
+    if n == 0:
+        return -1
+    boxes = found.boxes
+    if pick is not None:
+        x, y = pick
+        inside = (boxes[:, 0] <= x) & (x <= boxes[:, 2]) & (boxes[:, 1] <= y) & (y <= boxes[:, 3])
+        if inside.any():
+            centres = (boxes[:, :2] + boxes[:, 2:]) * 0.5
+            d = np.hypot(centres[:, 0] - x, centres[:, 1] - y)
+            return int(np.argmin(np.where(inside, d, np.inf)))
+    if previous is not None:
+        overlaps = [box_iou(previous, boxes[i]) for i in range(n)]
+        best = int(np.argmax(overlaps))
+        if overlaps[best] >= keep_iou:
+            return best
+    return found.largest()
+
+
 def _square_region(box: np.ndarray, scale: float, width: int, height: int) -> tuple[int, int, int, int]:
     """A square of ``scale`` times the box's longer side around its centre, clipped to the image."""
     cx, cy = (box[0] + box[2]) * 0.5, (box[1] + box[3]) * 0.5
@@ -82,7 +115,7 @@ def _square_region(box: np.ndarray, scale: float, width: int, height: int) -> tu
 
 
 class FaceTracker:
-    """Follows the main (largest) face of a video; ``update`` returns the smoothed face or None.
+    """Follows the driving face of a video (picked, else the largest); ``update`` returns the smoothed face or None.
 
     Not thread-safe: one tracker per video stream (it owns the detector's scratch buffers).
     """
@@ -117,7 +150,18 @@ class FaceTracker:
         self.full_detections = 0
         self.roi_detections = 0
         self.flow_steps = 0
+        #: faces in the last full detection
+        self.face_count = 0
+        #: changes whenever a different face (or the same one after a loss) starts being tracked
+        self.track_id = 0
+        self._pick: tuple[float, float] | None = None
         self.reset()
+
+    def pick(self, x: float, y: float) -> None:
+        """Drive with the face under (x, y) (frame pixels) from the next frame on; a point on no face is ignored.
+
+        Called from any thread: it only stores the point, which the next ``update`` reads."""
+        self._pick = (float(x), float(y))
 
     def reset(self) -> None:
         """Forget the face: the next frame runs a full detection."""
@@ -138,7 +182,8 @@ class FaceTracker:
         self.frames += 1
         height, width = image.shape[:2]
         found = False
-        if self._box is not None and t - self._t <= self.max_gap_s and self._since_full < self.full_every:
+        if (self._pick is None and self._box is not None and t - self._t <= self.max_gap_s
+                and self._since_full < self.full_every):
             self.mode = "track"
             if self._since_detect + 1 >= self.roi_every:
                 found = self._detect_region(image, width, height)
@@ -154,8 +199,9 @@ class FaceTracker:
             return None
         if self.smoothing:
             packed = self._filter(np.concatenate([self._box, self._kps.reshape(-1)]), t)
-            return Face(box=packed[:4].copy(), score=self._score, kps=packed[4:].reshape(5, 2).copy())
-        return Face(box=self._box.copy(), score=self._score, kps=self._kps.copy())
+            return Face(box=packed[:4].copy(), score=self._score, kps=packed[4:].reshape(5, 2).copy(),
+                        track_id=self.track_id)
+        return Face(box=self._box.copy(), score=self._score, kps=self._kps.copy(), track_id=self.track_id)
 
     def _accept(self, found: Detections, i: int, image: np.ndarray, width: int, height: int) -> None:
         self._box = found.boxes[i].copy()
@@ -169,9 +215,14 @@ class FaceTracker:
         self.full_detections += 1
         self._since_full = 0
         found = self.detector.detect_arrays(image, self.det_size, scratch=self._scratch)
-        best = found.largest()
+        self.face_count = len(found)
+        pick, self._pick = self._pick, None
+        best = choose_face(found, self._box, pick)
         if best < 0:
             return False
+        if self._box is None or box_iou(self._box, found.boxes[best]) < KEEP_IOU:
+            self.track_id += 1  # another face (a pick, or the last one was lost): do not glide from the old one
+            self._filter.reset()
         self._accept(found, best, image, image.shape[1], image.shape[0])
         return True
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from mirage_desktop.models.registry import download_hint
 from mirage_desktop.vision.face import Face
+from mirage_desktop.vision.letterbox import fit_inside
 from mirage_desktop.vision.onnx_session import CPU, choose_providers, session_options
 
 logger = logging.getLogger(__name__)
@@ -308,10 +309,7 @@ class SCRFDDetector:
             return _EMPTY
         det_h, det_w = self.input_size(det_size)
         # Letterbox: fit inside det_w x det_h, top-left aligned, aspect ratio kept.
-        if h * det_w > w * det_h:
-            nh, nw = det_h, max(1, int(det_h * w / h))
-        else:
-            nh, nw = max(1, int(det_w * h / w)), det_w
+        nw, nh = fit_inside(w, h, det_w, det_h).size_floor()
         if self.fixed_size is None:  # trim the padding the network would only spend time on
             det_h, det_w = min(det_h, -(-nh // 32) * 32), min(det_w, -(-nw // 32) * 32)
         buf = scratch.input(det_h, det_w)

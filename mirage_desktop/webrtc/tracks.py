@@ -1,4 +1,4 @@
-"""The avatar video for WebRTC peers: one engine output fanned out to every peer's track.
+"""The avatar video for WebRTC peers: one engine output, one conversion per frame, fanned out to every peer's track.
 
 The engine's output thread must never wait for the network, and a peer must never fall behind the engine: the
 output keeps only the newest frame and schedules at most one delivery callback on the event loop
@@ -71,7 +71,8 @@ class FrameFanout(Output):
         self._listeners = (*self._listeners, listener)
 
     def remove_listener(self, listener: FrameListener) -> None:
-        self._listeners = tuple(x for x in self._listeners if x is not listener)
+        # ``==``, not ``is``: each ``obj.method`` access makes a new bound method, equal but never identical
+        self._listeners = tuple(x for x in self._listeners if x != listener)
 
     def _deliver(self) -> None:
         self._scheduled = False
@@ -86,27 +87,80 @@ class FrameFanout(Output):
                 logger.exception("WebRTC frame listener failed")
 
 
+class SharedVideo:
+    """The newest engine frame converted once for all peers' tracks.
+
+    Every peer's encoder wants yuv420p. Converting each engine frame once (bgr24 -> yuv420p, the same PyAV
+    conversion the encoder would do) and wrapping the pixels in a fresh ``VideoFrame`` per peer without a copy
+    costs one conversion per tick whatever the number of peers, and each peer still owns its frame object: aiortc's
+    encoders set ``pict_type`` on the frame they encode (on encoder threads), and each track stamps its own pts.
+    Listens to the fan-out only while a track is subscribed.
+    """
+
+    def __init__(self, fanout: FrameFanout) -> None:
+        self._fanout = fanout
+        self._tracks: set[EngineVideoTrack] = set()
+        self.image: np.ndarray | None = None  # the newest engine frame, read-only once published
+        self._converted: np.ndarray | None = None  # the image ``_yuv`` was made from
+        self._yuv: np.ndarray | None = None
+        self.conversions = 0
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._tracks)
+
+    def subscribe(self, track: EngineVideoTrack) -> None:
+        if not self._tracks:
+            self._fanout.add_listener(self._on_frame)
+        self._tracks.add(track)
+
+    def unsubscribe(self, track: EngineVideoTrack) -> None:
+        if track not in self._tracks:
+            return
+        self._tracks.discard(track)
+        if not self._tracks:
+            self._fanout.remove_listener(self._on_frame)
+            self.image = self._converted = self._yuv = None  # nobody watches: hold no frame
+
+    def _on_frame(self, frame: Frame) -> None:
+        self.image = frame.image
+        for track in self._tracks:
+            track.wake()
+
+    def video_frame(self, image: np.ndarray) -> VideoFrame:
+        """A new ``VideoFrame`` of ``image``, sharing the one yuv420p conversion of it with every other caller."""
+        if image is not self._converted:
+            h, w = image.shape[:2]
+            if w % 2 or h % 2:  # yuv420p needs even sizes to wrap a buffer: convert per caller, as aiortc would
+                return VideoFrame.from_ndarray(image, format="bgr24")
+            self._yuv = VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p").to_ndarray()
+            self._converted = image
+            self.conversions += 1
+        assert self._yuv is not None
+        return VideoFrame.from_numpy_buffer(self._yuv, format="yuv420p")
+
+
 class EngineVideoTrack(VideoStreamTrack):
-    """A peer's avatar video: the newest engine frame, bgr24, stamped on a 90 kHz clock.
+    """A peer's avatar video: the newest engine frame from :class:`SharedVideo`, stamped on a 90 kHz clock.
 
     ``placeholder_size`` (width, height) is the black frame sent when no engine frame has arrived within
     ``REPEAT_AFTER_S`` of the peer connecting (engine not started yet).
     """
 
-    def __init__(self, fanout: FrameFanout, placeholder_size: tuple[int, int] = (1280, 720)) -> None:
+    def __init__(self, shared: SharedVideo, placeholder_size: tuple[int, int] = (1280, 720)) -> None:
         super().__init__()
-        self._fanout = fanout
+        self._shared = shared
         self._placeholder_size = placeholder_size
-        self._image: np.ndarray | None = None
+        self._placeholder: np.ndarray | None = None
         self._fresh = asyncio.Event()
         self._t0: float | None = None
         self._last_pts = -1
         self.frames_sent = 0
         self.frames_repeated = 0
-        fanout.add_listener(self._on_frame)
+        shared.subscribe(self)
 
-    def _on_frame(self, frame: Frame) -> None:
-        self._image = frame.image  # read-only once published: keeping the reference is safe
+    def wake(self) -> None:
+        """A new engine frame is there (called on the event loop)."""
         self._fresh.set()
 
     def _next_pts(self) -> int:
@@ -127,16 +181,18 @@ class EngineVideoTrack(VideoStreamTrack):
         except asyncio.TimeoutError:
             self.frames_repeated += 1
         self._fresh.clear()
-        image = self._image
+        image = self._shared.image
         if image is None:
-            w, h = self._placeholder_size
-            image = self._image = np.zeros((h, w, 3), dtype=np.uint8)
-        frame = VideoFrame.from_ndarray(image, format="bgr24")
+            if self._placeholder is None:
+                w, h = self._placeholder_size
+                self._placeholder = np.zeros((h, w, 3), dtype=np.uint8)
+            image = self._placeholder
+        frame = self._shared.video_frame(image)
         frame.pts = self._next_pts()
         frame.time_base = VIDEO_TIME_BASE
         self.frames_sent += 1
         return frame
 
     def stop(self) -> None:
-        self._fanout.remove_listener(self._on_frame)
+        self._shared.unsubscribe(self)
         super().stop()

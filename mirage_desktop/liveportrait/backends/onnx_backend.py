@@ -19,7 +19,7 @@ import torch
 
 from mirage_desktop.liveportrait.backends.base import BackendUnavailable
 from mirage_desktop.liveportrait.backends.export import SPECS, cache_root
-from mirage_desktop.liveportrait.backends import providers as osess
+from mirage_desktop.vision import onnx_session as osess
 
 logger = logging.getLogger(__name__)
 

@@ -36,6 +36,7 @@ from mirage_desktop.liveportrait.backends.base import (
 )
 from mirage_desktop.liveportrait.backends.guard import GuardedModule
 from mirage_desktop.liveportrait.backends.torch_backend import TorchModule, cpu_has_native_bf16
+from mirage_desktop.liveportrait.kit_compare import LOOSE_MEAN_ABS
 from mirage_desktop.liveportrait.loader import LivePortraitNetworks
 from mirage_desktop.liveportrait.motion_extractor import RawMotion
 from mirage_desktop.liveportrait.warping import WarpOutput
@@ -44,8 +45,6 @@ logger = logging.getLogger(__name__)
 
 #: float32 conformance of a candidate: max |out - torch fp32| <= FP32_ATOL * max(1, max |torch fp32|)
 FP32_ATOL = 1e-4
-#: the documented loose tolerance of reduced precision (mean |error| on W's and G's outputs, images in [0, 1])
-LOOSE_MEAN_ABS = 0.004
 _WRAP: dict[str, Callable[..., Any]] = {"M": RawMotion, "W": WarpOutput}
 CHOICES_VERSION = 1
 

@@ -1,9 +1,12 @@
 """The live avatar: the person's head pose and expression, seen by the camera, move the chosen portrait.
 
-Per frame: crop the driving face from the tracked SCRFD keypoints, run the motion extractor, take the motion
-relative to a reference (neutral) frame, stitch, warp and decode, and paste the 512x512 face back into the whole
-portrait. The networks and the motion maths are :mod:`mirage_desktop.liveportrait` — the same functions the
-conformance command checks.
+Per frame: the face stage's tracked 203 landmarks give the driving crop (:class:`LiveCropper`: upright, held steady,
+so roll, shifts and zoom reach the motion extractor as motion), M measures the motion, one One-Euro filter smooths
+it, the official motion maths (every option of :class:`~mirage_desktop.liveportrait.options.DriveOptions`) drive
+the keypoints, W and G render, and the face is pasted back into the letterboxed portrait with the official mask.
+The portrait is cropped once by the official cropper (SCRFD box -> 106 points -> 512 crop -> area resize to 256),
+and its eye and lip ratios come from its 203 landmarks; the driver's come from the tracked 203 points each frame.
+The networks and the motion maths are :mod:`mirage_desktop.liveportrait`, the functions the conformance checks.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,80 +23,149 @@ import numpy as np
 import torch
 
 from mirage_desktop.config import Settings, bundled_avatar
-from mirage_desktop.stages.avatar.crop import DRIVING_FRAMING, SOURCE_FRAMING, cut_crop, face_square
-from mirage_desktop.stages.face import FaceDetectionStage
 from mirage_desktop.engine.frame import Frame
-from mirage_desktop.vision.face import Face
-from mirage_desktop.liveportrait.loader import LivePortraitLoadError
-from mirage_desktop.liveportrait.motion import KpInfo
-from mirage_desktop.liveportrait.runner import DriveOptions, LivePortrait, SourceState, rgb_to_tensor
-from mirage_desktop.stages.avatar.paste_back import CanvasLayout, PasteBack
 from mirage_desktop.engine.sources import SourceError, load_image
 from mirage_desktop.engine.stage import Stage, StageUnavailable
+from mirage_desktop.models.registry import download_hint
+from mirage_desktop.liveportrait.crop import NETWORK_SIZE, limit_size
+from mirage_desktop.liveportrait.cropper import Cropper, SourceCrop
+from mirage_desktop.liveportrait.live_crop import LiveCropper
+from mirage_desktop.liveportrait.loader import LivePortraitLoadError
+from mirage_desktop.liveportrait.motion import KpInfo
+from mirage_desktop.liveportrait.options import ANIMATION_REGIONS, DriveOptions, FaceRatios
+from mirage_desktop.liveportrait.runner import LivePortrait, SourceState, rgb_to_tensor
+from mirage_desktop.liveportrait.smoothing import MIN_CUTOFF_HZ, MotionSmoother, OneEuroParams
+from mirage_desktop.stages.avatar.canvas import AvatarCanvas, CanvasLayout
+from mirage_desktop.stages.face import FaceDetectionStage
+from mirage_desktop.stages.specs import LIVEPORTRAIT
+from mirage_desktop.vision.face import Face
 
 logger = logging.getLogger(__name__)
 
-DOWNLOAD_HINT = "run `mirage-models download liveportrait` (or use Download models... in the window)"
-CROP_SIZE = 256
-#: Eye and lip openness of the portrait assumed by the retargeting options. The official pipeline measures them with
-#: a dense landmark model that this app does not ship; these are typical values for open eyes and a closed mouth.
-ASSUMED_SOURCE_EYE_RATIO = 0.3
-ASSUMED_SOURCE_LIP_RATIO = 0.0
+CROP_SIZE = NETWORK_SIZE
+#: the driving crop is cut at this side, then resized (bilinear) to 256, as the official driving path does
+DRIVING_CROP_SIZE = 512
+#: what the eyes and the lips can do: follow the driver's measured openness, hold a target value, or neither
+EYE_LIP_MODES = ("off", "driver", "target")
+#: the smoothing value at which the One-Euro filter has FasterLivePortrait's parameters (4 Hz)
+DEFAULT_SMOOTHING = 0.3
 
 
 class AvatarError(RuntimeError):
     """The chosen portrait cannot be used (unreadable, no face); the previous avatar stays."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class AvatarOptions:
-    """User options of the animation; the defaults give the steadiest picture (the official CLI's choices plus
-    light keypoint smoothing)."""
+    """User options of the animation (every official option; defaults are the official CLI's plus smoothing).
 
-    relative_pose: bool = True  # False: absolute head pose of the driver
+    ``eyes`` / ``lips``: "off" (they move with the expression, as officially by default), "driver" (retargeting
+    follows the driver's measured openness each frame; the head keeps moving) or "target" (held at
+    ``eye_target`` / ``lip_target``). ``retargeting_only``: the official relative retargeting mode, where only the
+    eyes and lips move. ``smoothing``: 0 = off; otherwise the One-Euro filter on the motion, its still-face cutoff
+    ``4 Hz x 0.3 / smoothing`` (0.3: FasterLivePortrait's 4 Hz; 1: 1.2 Hz, heavier).
+    """
+
+    relative_pose: bool = True  # False: absolute pose and (the official subset of) expression of the driver
     expression_friendly: bool = True  # False: pose-friendly
-    eye_ratio: float | None = None  # eye openness to impose (retargeting), None to follow the driver
-    lip_ratio: float | None = None  # mouth openness to impose, None to follow the driver
+    animation_region: str = "all"  # all, exp, pose, lip, eyes
     driving_multiplier: float = 1.0
-    smoothing: float = 0.3  # 0 = none, towards 1 = heavier smoothing of the driving keypoints
+    stitching: bool = True
+    eyes: str = "off"
+    eye_target: float = 0.3
+    lips: str = "off"
+    lip_target: float = 0.0
+    retargeting_only: bool = False
+    normalize_lip: bool = False
+    smoothing: float = DEFAULT_SMOOTHING
     grace_s: float = 1.0  # hold the last animated frame this long when the face is lost
     fallback: str = "avatar"  # after the grace period: "avatar" (at rest) or "passthrough" (the camera)
+
+    def __post_init__(self) -> None:
+        for name in ("eyes", "lips"):
+            if getattr(self, name) not in EYE_LIP_MODES:
+                raise ValueError(f'{name} "{getattr(self, name)}": use one of {", ".join(EYE_LIP_MODES)}')
+        if self.animation_region not in ANIMATION_REGIONS:
+            raise ValueError(f'animation region "{self.animation_region}": use one of {", ".join(ANIMATION_REGIONS)}')
+        if not 0 <= self.smoothing <= 1:
+            raise ValueError(f"smoothing {self.smoothing} must be between 0 (off) and 1 (heaviest)")
+        self.drive_options()  # the motion options' own checks
+
+    def drive_options(self) -> DriveOptions:
+        """The motion maths' options for these user options."""
+        return DriveOptions(
+            relative_motion=self.relative_pose,
+            driving_option="expression-friendly" if self.expression_friendly else "pose-friendly",
+            animation_region=self.animation_region,  # type: ignore[arg-type]
+            stitching=self.stitching,
+            driving_multiplier=self.driving_multiplier,
+            normalize_lip=self.normalize_lip,
+            eye_retargeting=self.eyes != "off",
+            lip_retargeting=self.lips != "off",
+            eye_target=self.eye_target if self.eyes == "target" else None,
+            lip_target=self.lip_target if self.lips == "target" else None,
+            retargeting_base="source" if self.retargeting_only else "driven",
+        )
+
+    @property
+    def needs_driver_ratios(self) -> bool:
+        return "driver" in (self.eyes, self.lips)
+
+    def smoother(self) -> MotionSmoother | None:
+        if self.smoothing <= 0:
+            return None
+        return MotionSmoother(OneEuroParams(min_cutoff=MIN_CUTOFF_HZ * DEFAULT_SMOOTHING / self.smoothing))
+
+
+#: option names that change what the reference (neutral) frame means
+_RECALIBRATE = {"relative_pose", "expression_friendly", "animation_region"}
+OPTION_NAMES = tuple(f.name for f in fields(AvatarOptions))
 
 
 @dataclass
 class PreparedAvatar:
-    """Everything computed once per portrait: the source state on the device and the paste-back geometry."""
+    """Everything computed once per portrait: the official crop, the source state on the device (with its
+    measured eye and lip ratios) and the canvas with its paste-back."""
 
     path: Path
+    crop: SourceCrop
     source: SourceState
-    paste: PasteBack
+    paste: AvatarCanvas
 
 
 class AvatarStage(Stage):
-    """Animates the avatar from the camera's face. Needs the LivePortrait weights and an SCRFD model."""
+    """Animates the avatar from the camera's face. Needs the LivePortrait weights, the two landmark models and an
+    SCRFD model."""
 
-    name = "liveportrait"
-    label = "Animate (LivePortrait)"
+    name = LIVEPORTRAIT.name
+    label = LIVEPORTRAIT.label
 
     def __init__(self, settings: Settings, detector: FaceDetectionStage) -> None:
         super().__init__(enabled=settings.enable_liveportrait)
         self.settings = settings
         self.detector = detector
         self.options = AvatarOptions(fallback=settings.fallback)
+        self._drive_opts = self.options.drive_options()
+        self._smoother = self.options.smoother()
         self.avatar_path: Path = Path(settings.avatar) if settings.avatar else bundled_avatar()
         self.model: LivePortrait | None = None
+        self.cropper: Cropper | None = None  # the source cropper (own buffers; the face stage's models)
         self._avatar: PreparedAvatar | None = None
         self._avatar_lock = threading.Lock()  # serialises avatar preparation, never taken per frame
         self._reference: KpInfo | None = None
         self._reference_for: PreparedAvatar | None = None
-        self._smoothed: torch.Tensor | None = None
+        self._live = LiveCropper(dsize=DRIVING_CROP_SIZE)
+        self._track_id: int | None = None
+        self._pick_serial = detector.pick_serial
         self._last_output: np.ndarray | None = None
         self._last_face_t = 0.0
-        self._ratio_cache: dict[tuple[Any, ...], torch.Tensor] = {}
-        self._crop_bgr = np.empty((CROP_SIZE, CROP_SIZE, 3), np.uint8)  # reused every frame
+        self._crop512 = np.empty((DRIVING_CROP_SIZE, DRIVING_CROP_SIZE, 3), np.uint8)  # reused every frame
+        self._crop_bgr = np.empty((CROP_SIZE, CROP_SIZE, 3), np.uint8)
         self._crop_rgb = np.empty((CROP_SIZE, CROP_SIZE, 3), np.uint8)
+        #: per-frame times; on CUDA the sub-timings (crop/motion/render/paste) need ``sub_timings`` (it synchronises
+        #: the device between steps), otherwise only the frame's total is reported there
+        self.sub_timings = False
         self.timings: dict[str, float] = {}
-        self.status = ""
 
     # --------------------------------------------------------------------------------------------- controls
     def recalibrate(self) -> None:
@@ -101,12 +173,19 @@ class AvatarStage(Stage):
         self._reference = None
 
     def set_options(self, **changes: Any) -> None:
-        self.options = replace(self.options, **changes)
-        if "expression_friendly" in changes or "relative_pose" in changes:
+        """Change animation options (names of :class:`AvatarOptions`); applied from the next frame. Raises
+        ValueError for an unknown name or a bad value (the options stay as they were)."""
+        unknown = sorted(set(changes) - set(OPTION_NAMES))
+        if unknown:
+            raise ValueError(f"unknown avatar option {', '.join(unknown)}; choose from {', '.join(OPTION_NAMES)}")
+        options = replace(self.options, **changes)  # validates
+        smoother = options.smoother() if "smoothing" in changes else self._smoother
+        self.options, self._drive_opts, self._smoother = options, options.drive_options(), smoother
+        if _RECALIBRATE & set(changes):
             self.recalibrate()
 
     def set_avatar(self, path: Path | str) -> None:
-        """Use ``path`` as the avatar. Slow (face detection, F and M): call it off the GUI thread.
+        """Use ``path`` as the avatar. Slow (face detection, landmarks, F and M): call it off the GUI thread.
 
         Raises :class:`AvatarError` for an unreadable file or a portrait without a face, and StageUnavailable when
         no face detector is installed; the previous avatar stays. When the weights are not loaded yet, the portrait
@@ -121,8 +200,9 @@ class AvatarStage(Stage):
             self.settings.avatar = path
 
     def _read_portrait(self, path: Path) -> tuple[np.ndarray, Face]:
+        """The portrait (BGR) within the official 1280 px limit, and its largest face."""
         try:
-            portrait = load_image(path)
+            portrait = limit_size(load_image(path))
         except SourceError as exc:
             raise AvatarError(str(exc)) from exc
         faces = self.detector.detect_still(portrait)  # StageUnavailable when no SCRFD model is installed
@@ -131,14 +211,14 @@ class AvatarStage(Stage):
         return portrait, max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
 
     def _prepare(self, path: Path, portrait: np.ndarray, face: Face) -> PreparedAvatar:
-        model = self.model
-        assert model is not None
-        square = face_square(face.kps, SOURCE_FRAMING)
-        crop = cut_crop(cv2.cvtColor(portrait, cv2.COLOR_BGR2RGB), square, CROP_SIZE)
-        source = model.prepare_source(rgb_to_tensor(crop, model.device))
+        model, cropper = self.model, self.cropper
+        assert model is not None and cropper is not None
+        crop = cropper.source(cv2.cvtColor(portrait, cv2.COLOR_BGR2RGB), face.box)
+        source = model.prepare_source(rgb_to_tensor(crop.image_256, model.device), landmarks=crop.lmk203)
         layout = CanvasLayout.letterbox(portrait.shape[1], portrait.shape[0], self.settings.output_width,
                                         self.settings.output_height, self.settings.keep_avatar_aspect)
-        return PreparedAvatar(path=path, source=source, paste=PasteBack(portrait, square, layout, model.device))
+        return PreparedAvatar(path=path, crop=crop, source=source,
+                              paste=AvatarCanvas(portrait, crop.M_c2o, layout, model.device))
 
     # ------------------------------------------------------------------------------------------- lifecycle
     def prepare(self) -> None:
@@ -146,16 +226,22 @@ class AvatarStage(Stage):
         try:
             model = LivePortrait.load(self.settings.liveportrait_dir(), device=device, half=device == "cuda")
         except LivePortraitLoadError as exc:
-            raise StageUnavailable(str(exc)) from exc  # names the file and the download command
+            raise StageUnavailable(str(exc), LIVEPORTRAIT.model_group) from exc  # names the file and the command
         except FileNotFoundError as exc:
-            raise StageUnavailable(f"LivePortrait weights missing: {DOWNLOAD_HINT}") from exc
+            raise StageUnavailable(f"LivePortrait weights missing: {download_hint(LIVEPORTRAIT.model_group)}",
+                                   LIVEPORTRAIT.model_group) from exc
+        try:
+            self.cropper = self.detector.source_cropper()  # the landmark models; the reason names the download
+        except StageUnavailable as exc:
+            raise StageUnavailable(f"needs face detection and landmarks to crop the avatar: {exc}",
+                                   exc.model_group) from exc
         if model.device.type == "cuda":
             model.warm_up()  # cuDNN picks its kernels now, not on the user's first frame (on a CPU it only costs)
         self.model = model
         try:
             portrait, face = self._read_portrait(self.avatar_path)
         except StageUnavailable as exc:
-            raise StageUnavailable(f"needs face detection to find the avatar's face: {exc}") from exc
+            raise StageUnavailable(f"needs face detection to find the avatar's face: {exc}", exc.model_group) from exc
         except AvatarError as exc:
             if self.avatar_path == bundled_avatar():
                 raise StageUnavailable(str(exc)) from exc
@@ -167,9 +253,10 @@ class AvatarStage(Stage):
 
     def release(self) -> None:
         self.model = None
+        self.cropper = None
         self._avatar = None
         self._reference = None
-        self._smoothed = None
+        self._restart_driver()
 
     # --------------------------------------------------------------------------------------------- per frame
     def _locate(self, frame: Frame) -> Face | None:
@@ -177,9 +264,31 @@ class AvatarStage(Stage):
             return frame.face
         # face detection is switched off: animate anyway with the detector's own tracker
         if not self.detector.ensure_ready(block=False) or self.detector.tracker is None:
-            raise StageUnavailable(self.detector.reason or "loading...")
-        return self.detector.tracker.update(frame.camera if frame.camera is not None else frame.image,
-                                            frame.t_capture)
+            status = self.detector.status()
+            raise StageUnavailable(status.reason or "loading...", status.model_group)
+        return self.detector.track(frame.camera if frame.camera is not None else frame.image, frame.t_capture)
+
+    def _restart_driver(self) -> None:
+        """A new driving face (or none): the live crop and the motion filter start afresh."""
+        self._live.reset()
+        if self._smoother is not None:
+            self._smoother.reset()
+
+    def _follow_driver(self, face: Face) -> None:
+        if self.detector.pick_serial != self._pick_serial:  # the user picked another face: new neutral pose
+            self._pick_serial = self.detector.pick_serial
+            self.recalibrate()
+        if face.track_id != self._track_id:
+            self._track_id = face.track_id
+            self._restart_driver()
+
+    def _driving_crop(self, camera: np.ndarray, lmk203: np.ndarray) -> np.ndarray:
+        """The 256 RGB driving crop: the live crop's square cut at 512 (black border), bilinear to 256."""
+        crop = self._live.update(lmk203)
+        cv2.warpAffine(camera, crop.M, (DRIVING_CROP_SIZE, DRIVING_CROP_SIZE), dst=self._crop512,
+                       flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        cv2.resize(self._crop512, (CROP_SIZE, CROP_SIZE), dst=self._crop_bgr, interpolation=cv2.INTER_LINEAR)
+        return cv2.cvtColor(self._crop_bgr, cv2.COLOR_BGR2RGB, dst=self._crop_rgb)
 
     def process(self, frame: Frame) -> Frame:
         model, avatar = self.model, self._avatar
@@ -188,78 +297,71 @@ class AvatarStage(Stage):
         try:
             face = self._locate(frame)
         except StageUnavailable as exc:
-            self.reason = f"needs face detection: {exc}"
+            self.set_reason(f"needs face detection: {exc}", exc.model_group)
             return frame
         if face is None:
             return self._no_face(frame, avatar)
+        if face.lmk203 is None:
+            self.set_reason("needs the face landmark models: "
+                            + (self.detector.landmarks_reason or download_hint(LIVEPORTRAIT.model_group)),
+                            LIVEPORTRAIT.model_group)
+            return frame
+        self._follow_driver(face)
+        sync = model.device.type == "cuda"
+        timed = not sync or self.sub_timings
         t0 = time.perf_counter()
         camera = frame.camera if frame.camera is not None else frame.image
-        cut_crop(camera, face_square(face.kps, DRIVING_FRAMING), CROP_SIZE, dst=self._crop_bgr)
-        cv2.cvtColor(self._crop_bgr, cv2.COLOR_BGR2RGB, dst=self._crop_rgb)
-        driving_img = rgb_to_tensor(self._crop_rgb, model.device)
-        t1 = time.perf_counter()
+        driving_img = rgb_to_tensor(self._driving_crop(camera, face.lmk203), model.device)
+        t1 = self._mark(sync) if timed else t0
         driving = model.motion_info(driving_img)
-        if self._reference is None or self._reference_for is not avatar:
+        recalibrate = self._reference is None or self._reference_for is not avatar
+        smoother = self._smoother
+        if smoother is not None:
+            if recalibrate:
+                smoother.reset()  # a new reference: the filter starts from it
+            driving = smoother(driving, frame.t_capture)
+        if recalibrate:
             self._reference, self._reference_for = driving, avatar
-            self._smoothed = None
-        keypoints = self._drive(model, avatar.source, driving, self._reference)
-        smoothing = self.options.smoothing
-        if smoothing > 0 and self._smoothed is not None:
-            keypoints = torch.lerp(keypoints, self._smoothed, min(smoothing, 0.95))
-        self._smoothed = keypoints
-        t2 = time.perf_counter()
+        ratios = FaceRatios.from_landmarks(face.lmk203) if self.options.needs_driver_ratios else None
+        keypoints = self._drive(model, avatar.source, driving, self._reference, ratios)
+        t2 = self._mark(sync) if timed else t0
         image = model.render(avatar.source, keypoints)
-        t3 = time.perf_counter()
-        out = avatar.paste.compose(image)
+        t3 = self._mark(sync) if timed else t0
+        out = avatar.paste.compose(image)  # the host copy: the device is done with the frame
         t4 = time.perf_counter()
-        self.timings = {"crop_ms": (t1 - t0) * 1e3, "motion_ms": (t2 - t1) * 1e3, "render_ms": (t3 - t2) * 1e3,
-                        "paste_ms": (t4 - t3) * 1e3}
+        if timed:
+            self.timings = {"crop_ms": (t1 - t0) * 1e3, "motion_ms": (t2 - t1) * 1e3, "render_ms": (t3 - t2) * 1e3,
+                            "paste_ms": (t4 - t3) * 1e3, "avatar_ms": (t4 - t0) * 1e3}
+        else:
+            self.timings = {"avatar_ms": (t4 - t0) * 1e3}
         self._last_output, self._last_face_t = out, frame.t_capture
         if self.reason:
             self.reason = ""
         frame.image = out
         return frame
 
-    def _drive(self, model: LivePortrait, source: SourceState, driving: KpInfo, reference: KpInfo) -> torch.Tensor:
+    def _mark(self, sync: bool) -> float:
+        """A sub-timing mark; on CUDA it waits for the queued work first (only when sub-timings are asked for)."""
+        if sync:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def _drive(self, model: LivePortrait, source: SourceState, driving: KpInfo, reference: KpInfo,
+               driver: FaceRatios | None = None) -> torch.Tensor:
         """Driven keypoints for one frame: the conformance-checked chain with this stage's options."""
-        options = self.options
-        return model.drive(source, driving, reference, self._drive_options(options),
-                           eye_ratio=self._ratio(options.eye_ratio, ASSUMED_SOURCE_EYE_RATIO, 2, model),
-                           lip_ratio=self._ratio(options.lip_ratio, ASSUMED_SOURCE_LIP_RATIO, 1, model))
+        return model.drive(source, driving, reference, self._drive_opts, driver=driver)
 
     def animate_crops(self, source_rgb: np.ndarray, driving_rgb: list[np.ndarray]) -> list[np.ndarray]:
         """Animate ready-made 256x256 RGB crops (the first driving crop is the reference) and return the 512x512
         RGB uint8 faces: the stage's chain without detection, cropping, smoothing or paste-back. Used to check the
         stage against the conformance kit's golden images."""
         if not self.ensure_ready(block=True) or self.model is None:
-            raise StageUnavailable(self.reason)
+            status = self.status()
+            raise StageUnavailable(status.reason, status.model_group)
         model = self.model
         source = model.prepare_source(rgb_to_tensor(source_rgb, model.device))
         infos = [model.motion_info(rgb_to_tensor(img, model.device)) for img in driving_rgb]
         return [model.to_uint8(model.render(source, self._drive(model, source, info, infos[0])))[0] for info in infos]
-
-    @staticmethod
-    def _drive_options(options: AvatarOptions) -> DriveOptions:
-        return DriveOptions(
-            relative_motion=options.relative_pose,
-            driving_option="expression-friendly" if options.expression_friendly else "pose-friendly",
-            stitching=True,
-            driving_multiplier=options.driving_multiplier,
-            eye_retargeting=options.eye_ratio is not None,
-            lip_retargeting=options.lip_ratio is not None,
-        )
-
-    def _ratio(self, target: float | None, source: float, n_source: int, model: LivePortrait) -> torch.Tensor | None:
-        """[source ratios..., target ratio] as the retargeting MLPs take it (made once per value, not per frame),
-        or None when the option is off."""
-        if target is None:
-            return None
-        key = (target, source, n_source, model.device)
-        tensor = self._ratio_cache.get(key)
-        if tensor is None:
-            tensor = torch.tensor([[source] * n_source + [target]], dtype=torch.float32, device=model.device)
-            self._ratio_cache[key] = tensor
-        return tensor
 
     def _no_face(self, frame: Frame, avatar: PreparedAvatar) -> Frame:
         """Hold the last animated frame for the grace period, then show the avatar at rest (or the camera)."""
@@ -267,7 +369,7 @@ class AvatarStage(Stage):
             self.reason = "no face in view: holding the last frame"
             frame.image = self._last_output
             return frame
-        self._smoothed = None
+        self._restart_driver()
         if self.options.fallback == "passthrough":
             self.reason = "no face in view: showing the camera"
             return frame

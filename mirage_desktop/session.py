@@ -1,0 +1,370 @@
+"""One running Mirage, without Qt: the engine and its stages, the outputs, the token and the avatar over Settings.
+
+``mirage --headless`` and the window both drive the app through a :class:`Session`, so starting the virtual
+camera, serving WebRTC, rotating the token, choosing an avatar or switching a stage is written once. The session
+changes ``settings`` but never saves them: :meth:`Session.save` does, when the caller wants (the window after
+every change, headless only for a new token). Slow calls (opening the virtual camera, starting the server,
+preparing an avatar) say so; the window runs them on a worker thread, and the session's lock makes their
+hand-over to the engine safe against :meth:`Session.close`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mirage_desktop.config import (
+    ANIMATION_DEFAULTS,
+    Settings,
+    animation_options,
+    bundled_avatar,
+    check_animation_option,
+    save_settings,
+)
+from mirage_desktop.engine.pipeline import Engine
+from mirage_desktop.engine.sources import DemoSource, Source, SourceError, load_image
+from mirage_desktop.engine.stage import StageStatus, StageUnavailable
+from mirage_desktop.stages.avatar.stage import AvatarError, AvatarStage
+from mirage_desktop.stages.face import FaceDetectionStage
+from mirage_desktop.stages.factory import build_engine, make_engine_source
+from mirage_desktop.stages.specs import LIVEPORTRAIT, SCRFD, STAGE_SPECS, stage_spec
+
+if TYPE_CHECKING:
+    from mirage_desktop.outputs.recorder import Recorder
+    from mirage_desktop.outputs.virtual_camera import VirtualCameraOutput
+    from mirage_desktop.webrtc.server import HttpServer
+
+logger = logging.getLogger(__name__)
+
+
+#: The one place that knows the avatar stage's option names (:class:`AvatarOptions`): each stage option, the
+#: Animation settings it reads (:data:`~mirage_desktop.config.ANIMATION_DEFAULTS`) and its value from them. A stage
+#: option this build's stage lacks is skipped, and the settings it reads are reported unsupported.
+ANIMATION_BINDING: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, Any]], Any]]] = {
+    "relative_pose": (("motion",), lambda a: a["motion"] == "relative"),
+    "expression_friendly": (("driving",), lambda a: a["driving"] == "expression-friendly"),
+    "animation_region": (("region",), lambda a: a["region"]),
+    "driving_multiplier": (("multiplier",), lambda a: a["multiplier"]),
+    "stitching": (("stitching",), lambda a: a["stitching"]),
+    "eyes": (("eyes",), lambda a: a["eyes"]),
+    "eye_target": (("eye_target",), lambda a: a["eye_target"]),
+    "lips": (("lips",), lambda a: a["lips"]),
+    "lip_target": (("lip_target",), lambda a: a["lip_target"]),
+    "retargeting_only": (("retargeting_only",), lambda a: a["retargeting_only"]),
+    "normalize_lip": (("normalize_lip",), lambda a: a["normalize_lip"]),
+    "smoothing": (("smoothing",), lambda a: a["smoothing"]),
+}
+
+
+class SessionClosed(RuntimeError):
+    """The session was closed while an output was starting; the output has been closed again."""
+
+
+class Session:
+    """The engine plus everything around it. ``remember=True`` (the window) records the output switches in
+    ``settings`` so they come back next time; headless runs leave them as they were."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        source: Source,
+        *,
+        settings_path: Path | None = None,
+        every_frame: bool = False,
+        max_frames: int | None = None,
+        remember: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.settings_path = settings_path
+        self.remember = remember
+        self.engine: Engine = build_engine(settings, source, every_frame=every_frame, max_frames=max_frames)
+        for spec in STAGE_SPECS:
+            if self.has_stage(spec.name):
+                self.engine.set_stage_enabled(spec.name, bool(getattr(settings, spec.setting)))
+        self.virtual_camera: VirtualCameraOutput | None = None
+        self.server: HttpServer | None = None
+        self.recorder: Recorder | None = None
+        self._lock = threading.Lock()  # guards the outputs' hand-over against close()
+        self._closed = False
+        settings.animation = animation_options(settings.animation)
+        self._apply_animation()
+
+    # ================================================================================================ settings
+    def save(self) -> Path:
+        """Write the settings file; OSError when it cannot be written (the caller tells the user)."""
+        return save_settings(self.settings, self.settings_path)
+
+    # ================================================================================================ source
+    def make_source(self, spec: str | None = None, *, paced: bool = True) -> Source:
+        """A source for ``spec`` (default: the settings'); SourceError naming the fix when it cannot be."""
+        return make_engine_source(self.settings, spec, paced=paced)
+
+    def demo_source(self) -> DemoSource:
+        s = self.settings
+        return DemoSource(s.output_width, s.output_height, s.fps)
+
+    def set_source(self, spec: str) -> None:
+        """Switch the engine to ``spec`` (the capture thread opens it) and remember it; SourceError if unusable."""
+        self.engine.set_source(self.make_source(spec))
+        self.settings.source = spec
+
+    def use_demo(self) -> None:
+        """Replace a source that failed to open by the demo (before a restart of the engine)."""
+        self.engine.source = self.demo_source()
+
+    # ================================================================================================ stages
+    def has_stage(self, name: str) -> bool:
+        return any(stage.name == name for stage in self.engine.stages)
+
+    def stage_status(self, name: str) -> StageStatus:
+        return self.engine.stage(name).status()
+
+    def set_stage_enabled(self, name: str, enabled: bool) -> None:
+        """Switch a stage (next frame) and record it in its setting; KeyError for a stage not in this build."""
+        self.engine.set_stage_enabled(name, enabled)
+        setattr(self.settings, stage_spec(name).setting, bool(enabled))
+
+    def download_group(self, name: str) -> str:
+        """The model group to fetch for a stage: the one its status asks for (Animate may ask for face
+        detection's), else the stage's own."""
+        status = self.stage_status(name) if self.has_stage(name) else None
+        return (status.model_group if status else None) or stage_spec(name).model_group
+
+    def models_arrived(self, name: str) -> None:
+        """New model files are on disk: reload the stage and switch it on."""
+        if self.has_stage(name):
+            self.engine.stage(name).reset()
+            self.set_stage_enabled(name, True)
+
+    @property
+    def avatar_stage(self) -> AvatarStage | None:
+        if not self.has_stage(LIVEPORTRAIT.name):
+            return None
+        stage = self.engine.stage(LIVEPORTRAIT.name)
+        return stage if isinstance(stage, AvatarStage) else None
+
+    def recalibrate(self) -> tuple[str, str]:
+        """Take the current pose as neutral; returns (level, message) saying what happened."""
+        stage = self.avatar_stage
+        if stage is None:
+            return "warning", f"Recalibrate needs {LIVEPORTRAIT.label}, which is not available in this build."
+        if not stage.enabled:
+            return "info", (f"Switch on {LIVEPORTRAIT.label} ({LIVEPORTRAIT.shortcut}) first: Recalibrate sets its "
+                            "neutral pose.")
+        try:
+            stage.recalibrate()
+        except Exception as exc:  # noqa: BLE001 - told to the user; the video goes on
+            return "error", f"Recalibrate failed: {exc}"
+        return "info", "Recalibrated: your current pose is the neutral pose now."
+
+    # ================================================================================================ animation
+    def set_animation_options(self, **changes: Any) -> dict[str, Any]:
+        """Change Animation options (the keys and values of ``ANIMATION_DEFAULTS``): the avatar stage uses them from
+        the next frame and the settings keep them. ConfigError naming the allowed values for a bad one (nothing is
+        changed then). Returns every option as it now stands. The window's Animation section and a remote client
+        both come through here."""
+        checked = {key: check_animation_option(key, value) for key, value in changes.items()}
+        self.settings.animation = {**animation_options(self.settings.animation), **checked}
+        self._apply_animation()
+        return dict(self.settings.animation)
+
+    def reset_animation_options(self) -> dict[str, Any]:
+        """Every Animation option back to its default."""
+        return self.set_animation_options(**ANIMATION_DEFAULTS)
+
+    def supported_animation_options(self) -> set[str]:
+        """The Animation options this build's avatar stage honours (all of them when there is no stage: they are
+        only remembered then)."""
+        stage = self.avatar_stage
+        if stage is None:
+            return set(ANIMATION_DEFAULTS)
+        fields = {f.name for f in dataclasses.fields(stage.options)}
+        return {key for name, (reads, _) in ANIMATION_BINDING.items() if name in fields for key in reads}
+
+    def _apply_animation(self) -> None:
+        """Hand the stage only the options whose value changes (some, like the motion mode, recalibrate)."""
+        stage = self.avatar_stage
+        if stage is None:
+            return
+        current = stage.options
+        fields = {f.name for f in dataclasses.fields(current)}
+        animation = self.settings.animation
+        changes = {name: value for name, (_, value_of) in ANIMATION_BINDING.items() if name in fields
+                   for value in (value_of(animation),) if getattr(current, name) != value}
+        if changes:
+            stage.set_options(**changes)
+
+    # ================================================================================================ faces
+    @property
+    def face_stage(self) -> FaceDetectionStage | None:
+        if not self.has_stage(SCRFD.name):
+            return None
+        stage = self.engine.stage(SCRFD.name)
+        return stage if isinstance(stage, FaceDetectionStage) else None
+
+    def pick_face(self, x: float, y: float) -> tuple[str, str]:
+        """Make the face at camera pixel (x, y) the one that drives the avatar, from the next frame (a point on no
+        face keeps the current driver); returns (level, message)."""
+        stage = self.face_stage
+        if stage is None:
+            return "warning", f"Picking a face needs {SCRFD.label}, which is not available in this build."
+        if not stage.enabled:
+            return "info", f"Switch on {SCRFD.label} ({SCRFD.shortcut}) to pick the face that drives the avatar."
+        stage.pick_face(x, y)
+        return "info", "The face you clicked drives the avatar now (outlined); a click on no face changes nothing."
+
+    # ================================================================================================ avatar
+    def set_avatar(self, path: Path, copy_to: Path | None = None) -> tuple[Path, str]:
+        """Slow (face detection): check the portrait, copy it to ``copy_to`` if given, hand it to the avatar stage
+        and record it in the settings.
+
+        Returns (the avatar's path, a note when the stage cannot take it yet because models are missing: the choice
+        is kept). Raises :class:`AvatarError` for an unusable portrait; a copy made here is removed again, so a bad
+        portrait leaves nothing behind.
+        """
+        try:
+            load_image(path)
+        except SourceError as exc:
+            raise AvatarError(str(exc)) from exc
+        target = path
+        if copy_to is not None:
+            copy_to.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, copy_to)
+            target = copy_to
+        note = ""
+        stage = self.avatar_stage
+        if stage is not None:
+            try:
+                stage.set_avatar(target)
+            except StageUnavailable as exc:
+                note = str(exc)
+            except BaseException:
+                if copy_to is not None:
+                    copy_to.unlink(missing_ok=True)
+                raise
+        self.settings.avatar = None if target == bundled_avatar() else target
+        return target, note
+
+    # ================================================================================================ token
+    def ensure_token(self) -> bool:
+        """Make the API token if there is none; True when a new one was made (the caller saves it)."""
+        new = not self.settings.token
+        self.settings.ensure_token()
+        return new
+
+    def rotate_token(self) -> str:
+        """A new token; the server reads the settings' token on every request, so the old one is refused now."""
+        self.settings.token = ""
+        return self.settings.ensure_token()
+
+    # ================================================================================================ outputs
+    def start_virtual_camera(self) -> VirtualCameraOutput:
+        """Slow (opens the device): start the virtual camera and feed it. Raises with the fix when it cannot."""
+        from mirage_desktop.outputs.virtual_camera import VirtualCameraOutput
+
+        s = self.settings
+        output = VirtualCameraOutput(s.output_width, s.output_height, s.fps)
+        try:
+            output.start()
+        except BaseException:
+            try:
+                output.close()
+            except Exception:
+                logger.exception("Closing the virtual camera failed")
+            self._remember(virtual_camera=False)
+            raise
+        self._attach(output, "virtual_camera")
+        self._remember(virtual_camera=True)
+        return output
+
+    def stop_virtual_camera(self) -> None:
+        with self._lock:
+            output, self.virtual_camera = self.virtual_camera, None
+        if output is not None:
+            self.engine.remove_output(output)  # also closes it
+        self._remember(virtual_camera=False)
+
+    def virtual_camera_status(self) -> tuple[str, bool]:
+        """(what the virtual camera does, whether that is an error): "Sending to /dev/video10 (v4l2loopback)"."""
+        output = self.virtual_camera
+        if output is None:
+            return "Off", False
+        if output.error is not None:
+            return str(output.error), True
+        if output.running and output.device:
+            return f"Sending to {output.device}" + (f" ({output.backend})" if output.backend else ""), False
+        return str(output.status or "on").capitalize(), False
+
+    def start_http(self) -> HttpServer:
+        """Slow (binds the port, starts the loop): serve /health, /metrics and WebRTC. ValueError or OSError when
+        it cannot; the token is made first if there is none (see :meth:`ensure_token` to know and save it)."""
+        from mirage_desktop.webrtc.server import HttpServer
+
+        server = HttpServer(self.engine, self.settings)
+        try:
+            server.start()
+        except BaseException:
+            self._remember(http_enabled=False)
+            raise
+        with self._lock:
+            if self._closed:
+                server.stop()
+                raise SessionClosed("The session closed while the server started.")
+            self.server = server
+        self._remember(http_enabled=True)
+        return server
+
+    def stop_http(self) -> None:
+        with self._lock:
+            server, self.server = self.server, None
+        if server is not None:
+            try:
+                server.stop()
+            except Exception:
+                logger.exception("Stopping the HTTP server failed")
+        self._remember(http_enabled=False)
+
+    def start_recorder(self, path: Path, *, keep_every_frame: bool = False) -> Recorder:
+        """Record the output to an MP4 at the source's rate; RecorderError naming the fix when it cannot."""
+        from mirage_desktop.outputs.recorder import Recorder
+
+        recorder = Recorder(path, fps=self.engine.source.fps, keep_every_frame=keep_every_frame)
+        self._attach(recorder, "recorder")
+        return recorder
+
+    def _attach(self, output: VirtualCameraOutput | Recorder, slot: str) -> None:
+        with self._lock:
+            if self._closed:
+                output.close()
+                raise SessionClosed("The session closed while the output started.")
+            setattr(self, slot, output)
+            self.engine.add_output(output)
+
+    def _remember(self, **switches: bool) -> None:
+        if self.remember:
+            for name, value in switches.items():
+                setattr(self.settings, name, value)
+
+    # ================================================================================================ lifecycle
+    def start(self, *, open_source: bool = True) -> None:
+        self.engine.start(open_source=open_source)
+
+    def close(self) -> None:
+        """Stop the server, then the engine, which closes the source and every output. Idempotent; the output
+        switches stay as they were in the settings, so they come back on the next start."""
+        with self._lock:
+            self._closed = True
+            server, self.server = self.server, None
+        if server is not None:
+            try:
+                server.stop()
+            except Exception:
+                logger.exception("Stopping the HTTP server failed")
+        self.engine.stop()
+        self.virtual_camera = None
+        self.recorder = None

@@ -1,0 +1,236 @@
+"""The window's Animation card, the 1-9 avatar keys and face picking, on the real window and engine (pytest-qt).
+
+Each control is read back from the avatar stage's own options object; the click test computes the letterbox
+mapping itself from the widget and frame sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPoint, Qt
+
+from mirage_desktop.config import ANIMATION_DEFAULTS, Settings, animation_options, bundled_avatar, load_settings
+from mirage_desktop.ui.app import create_application
+from mirage_desktop.ui.main_window import MainWindow
+
+WAIT_MS = 20_000
+
+
+def _settings(tmp_path: Path) -> Settings:
+    settings = load_settings()
+    settings.output_width, settings.output_height, settings.fps = 320, 240, 15.0
+    settings.avatar_dir = tmp_path / "avatars"
+    settings.device = "cpu"
+    return settings
+
+
+def _open(qtbot, settings: Settings, painted: int = 2) -> MainWindow:  # type: ignore[no-untyped-def]
+    create_application()
+    window = MainWindow(settings)
+    qtbot.addWidget(window)
+    window.resize(1100, 760)
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    window.start()
+    qtbot.waitUntil(lambda: window.preview.painted >= painted, timeout=WAIT_MS)
+    return window
+
+
+def _stage_options(window: MainWindow):  # type: ignore[no-untyped-def]
+    stage = window.session.avatar_stage
+    if stage is None:
+        pytest.skip("the avatar stage is not in this build")
+    return stage.options
+
+
+def _saved() -> dict:
+    path = Path(os.environ["MIRAGE_SETTINGS"])
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+# ------------------------------------------------------------------------------------------------ settings
+def test_animation_settings_are_checked_on_load(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"animation": {"motion": "absolute", "region": "ears", "multiplier": 7,
+                                              "smoothing": 0.5, "eyes": "driver", "lips": "follow", "bogus": 1}}))
+    with caplog.at_level(logging.WARNING):
+        settings = load_settings(path, env={})
+    assert settings.animation == {**ANIMATION_DEFAULTS, "motion": "absolute", "smoothing": 0.5, "eyes": "driver"}
+    text = caplog.text
+    assert "region='ears'" in text and "all, exp, pose, lip, eyes" in text  # names the bad value and the choices
+    assert "lips='follow'" in text and "driver, target, off" in text
+    assert "multiplier=7" in text and "from 0.0 to 2.0" in text
+    assert "Unknown animation option 'bogus'" in text
+    assert animation_options("not a dict") == ANIMATION_DEFAULTS
+
+
+# ------------------------------------------------------------------------------------------------ the card
+def test_each_control_changes_the_avatar_stage(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    window = _open(qtbot, _settings(tmp_path))
+    panel = window.animation
+    assert panel.expanded
+    options = _stage_options(window)
+    assert (options.relative_pose, options.expression_friendly, options.driving_multiplier) == (True, True, 1.0)
+    assert options.smoothing == pytest.approx(0.3)
+
+    panel.driving.click("pose-friendly")
+    assert _stage_options(window).expression_friendly is False
+    panel.motion.click("absolute")
+    assert _stage_options(window).relative_pose is False
+    assert not panel.driving.isEnabled() and not panel.normalize_lip.isEnabled()  # relative-only options
+    panel.motion.click("relative")
+    assert _stage_options(window).relative_pose is True and panel.driving.isEnabled()
+    panel.multiplier.slider.setValue(150)
+    assert _stage_options(window).driving_multiplier == pytest.approx(1.5)
+    assert panel.multiplier.label.text() == "1.50×"
+    panel.smoothing.slider.setValue(0)
+    assert _stage_options(window).smoothing == 0.0
+
+    supported = window.session.supported_animation_options()
+    for key in set(ANIMATION_DEFAULTS) - supported:  # an older avatar stage: greyed out, saying why
+        assert not panel.controls[key].isEnabled() and "Not available" in panel.controls[key].toolTip()
+    if {"eyes", "eye_target", "lips", "lip_target", "retargeting_only"} <= supported:
+        assert not panel.eye_target.isEnabled() and not panel.retargeting_only.isEnabled()
+        panel.eyes.click("target")  # only a target needs the slider, only retargeting the "only" switch
+        assert panel.eye_target.isEnabled() and panel.retargeting_only.isEnabled()
+        panel.eye_target.slider.setValue(45)
+        assert (_stage_options(window).eyes, _stage_options(window).eye_target) == ("target", pytest.approx(0.45))
+        panel.eyes.click("driver")
+        assert _stage_options(window).eyes == "driver" and not panel.eye_target.isEnabled()
+        panel.retargeting_only.click()
+        assert _stage_options(window).retargeting_only is True
+        panel.lips.click("target")
+        panel.lip_target.slider.setValue(60)
+        assert (_stage_options(window).lips, _stage_options(window).lip_target) == ("target", pytest.approx(0.6))
+        panel.eyes.click("off")
+        assert _stage_options(window).eyes == "off"
+    if "region" in supported:
+        index = panel.region.findData("lip")
+        panel.region.setCurrentIndex(index)
+        panel.region.activated.emit(index)  # as a pick in the (native) popup
+        assert _stage_options(window).animation_region == "lip"
+        assert window.settings.animation["region"] == "lip"
+    if "normalize_lip" in supported:
+        panel.normalize_lip.click()
+        assert _stage_options(window).normalize_lip is True
+    if "stitching" in supported:
+        panel.stitching.click()
+        assert _stage_options(window).stitching is False
+
+    qtbot.waitUntil(lambda: _saved().get("animation", {}).get("smoothing") == 0.0, timeout=WAIT_MS)
+    panel.reset.click()
+    assert window.settings.animation == ANIMATION_DEFAULTS
+    assert panel.values() == ANIMATION_DEFAULTS
+    options = _stage_options(window)
+    assert (options.relative_pose, options.driving_multiplier, options.smoothing) == (True, 1.0, pytest.approx(0.3))
+    if "eyes" in supported:
+        assert (options.eyes, options.lips, options.retargeting_only) == ("off", "off", False)
+    assert _saved()["animation"] == ANIMATION_DEFAULTS
+
+
+def test_animation_options_survive_a_restart(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    first = _open(qtbot, _settings(tmp_path))
+    first.animation.motion.click("absolute")
+    first.animation.multiplier.slider.setValue(80)
+    first.animation.smoothing.slider.setValue(55)
+    first.animation.header.click()  # fold the card
+    assert not first.animation.expanded
+    first.close()
+    assert _saved()["animation"]["multiplier"] == pytest.approx(0.8)
+
+    second = _open(qtbot, _settings(tmp_path))
+    assert not second.animation.expanded
+    values = second.animation.values()
+    assert (values["motion"], values["multiplier"], values["smoothing"]) == ("absolute", 0.8, 0.55)
+    options = _stage_options(second)
+    assert options.relative_pose is False
+    assert options.driving_multiplier == pytest.approx(0.8) and options.smoothing == pytest.approx(0.55)
+
+
+# ------------------------------------------------------------------------------------------------ 1-9 keys
+def test_number_keys_pick_gallery_avatars(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings = _settings(tmp_path)
+    settings.avatar_dir.mkdir(parents=True)
+    for name in ("a.png", "b.png", "c.png"):
+        shutil.copy(bundled_avatar(), settings.avatar_dir / name)
+    window = _open(qtbot, settings)
+    paths = window.avatar_picker.paths()
+    assert paths == [bundled_avatar(), *(settings.avatar_dir / n for n in ("a.png", "b.png", "c.png"))]
+    assert "(key 3)" in window.avatar_picker.list.item(2).toolTip()
+
+    def press(key: Qt.Key) -> None:
+        window.activateWindow()
+        qtbot.waitUntil(window.isActiveWindow, timeout=WAIT_MS)
+        qtbot.keyClick(window.preview, key)
+
+    press(Qt.Key.Key_3)
+    qtbot.waitUntil(lambda: window.settings.avatar == paths[2], timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.avatar_picker.list.isEnabled(), timeout=WAIT_MS)
+    assert window.avatar_picker.list.currentRow() == 2
+    assert _saved()["avatar"] == str(paths[2])
+    press(Qt.Key.Key_4)
+    qtbot.waitUntil(lambda: window.settings.avatar == paths[3], timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.avatar_picker.list.isEnabled(), timeout=WAIT_MS)
+    press(Qt.Key.Key_9)
+    assert window.messages[-1][1].startswith("No avatar 9: the gallery has 4")
+    assert window.settings.avatar == paths[3]
+
+
+# ------------------------------------------------------------------------------------------------ face picking
+def test_a_click_on_the_face_picks_it_in_frame_pixels(qtbot, tmp_path: Path, shared_dir: Path,  # type: ignore[no-untyped-def]
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _settings(tmp_path)
+    settings.scrfd_model = shared_dir / "models" / "scrfd_500m_bnkps.onnx"
+    settings.enable_scrfd = True
+    settings.source = str(shared_dir / "media" / "astronaut.png")
+    window = _open(qtbot, settings)
+    stage = window.session.face_stage
+    assert stage is not None
+    picks: list[tuple[float, float]] = []
+    monkeypatch.setattr(stage, "pick_face", lambda x, y: picks.append((x, y)), raising=False)
+    preview = window.preview
+    qtbot.waitUntil(lambda: preview.frame is not None and preview.frame.face is not None, timeout=WAIT_MS)
+    frame = preview.frame
+    assert frame is not None and frame.face is not None
+    height, width = frame.image.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in frame.face.box)
+
+    # the letterbox, computed here from the sizes alone
+    scale = min(preview.width() / width, preview.height() / height)
+    left, top = (preview.width() - width * scale) / 2, (preview.height() - height * scale) / 2
+    centre = ((x1 + x2) / 2, (y1 + y2) / 2)
+    click = QPoint(round(left + centre[0] * scale), round(top + centre[1] * scale))
+    expected = ((click.x() - left) / scale, (click.y() - top) / scale)
+
+    qtbot.mouseClick(preview, Qt.MouseButton.LeftButton, pos=click)
+    assert len(picks) == 1
+    x, y = picks[0]
+    assert abs(x - expected[0]) <= 1.0 and abs(y - expected[1]) <= 1.0  # within a frame pixel of the rounding
+    assert x1 < x < x2 and y1 < y < y2
+    assert "drives the avatar" in window.messages[-1][1]
+
+    # the letterbox bars are not the picture: no pick
+    if left >= 4:
+        qtbot.mouseClick(preview, Qt.MouseButton.LeftButton, pos=QPoint(round(left / 2), preview.height() // 2))
+    else:
+        qtbot.mouseClick(preview, Qt.MouseButton.LeftButton, pos=QPoint(preview.width() // 2, round(top / 2)))
+    assert len(picks) == 1
+
+    # the driving face is outlined in the accent colour on its box's left edge
+    image = preview.grab().toImage()
+    edge_x = round(left + x1 * scale)
+    mid_y = round(top + centre[1] * scale)
+    colours = [image.pixelColor(edge_x + dx, mid_y) for dx in (-1, 0, 1)]
+    assert any(c.blue() > 180 and c.blue() > c.red() + 60 for c in colours), [c.name() for c in colours]
