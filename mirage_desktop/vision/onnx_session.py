@@ -57,6 +57,23 @@ def choose_providers(device: str = "auto") -> list[str]:
     return [CPU]
 
 
+def provider_chain(device: str = "auto") -> list[str | tuple[str, dict[str, str]]]:
+    """:func:`choose_providers` with the CUDA EP's options (the asked GPU, heuristic cuDNN search): what a vision
+    session asks for."""
+    return [(CUDA, cuda_provider_options(device)) if p == CUDA else p for p in choose_providers(device)]
+
+
+def session_fallback(device: str, requested: list[str] | list[tuple[str, dict[str, str]]],
+                     actual: list[str]) -> str | None:
+    """Why a session on ``device`` did not get the provider it should have (None when it did).
+
+    ``device`` "cuda[:i]" wants CUDA even when :func:`choose_providers` left it out (no onnxruntime-gpu, no driver):
+    that is the silent CPU fallback a GPU user must hear about.
+    """
+    wanted = [CUDA] if (device or "").lower().startswith("cuda") else requested
+    return provider_fallback(wanted, actual)
+
+
 def session_options(threads: int = 0) -> onnxruntime.SessionOptions:
     """Full graph optimisation, one sequential executor, intra-op threads = ``threads`` (0: physical cores)."""
     import onnxruntime as ort
@@ -116,7 +133,7 @@ def provider_fallback(requested: list[str] | list[tuple[str, dict[str, str]]], a
     want, got = SHORT_NAMES.get(names[0], names[0]), SHORT_NAMES.get(actual[0], actual[0]) if actual else "nothing"
     fix = {
         CUDA: "install onnxruntime-gpu built for your CUDA major and the NVIDIA driver it needs (see README, GPU)",
-        TENSORRT: "install TensorRT 10 (pip install tensorrt-cu12) or use --backend torch",
+        TENSORRT: "install the TensorRT libraries for CUDA 13 (pip install tensorrt-cu13) or use --backend torch",
         DIRECTML: "install onnxruntime-directml (Windows) or use --device cpu",
     }.get(names[0], "check the onnxruntime package")
     return f"ONNX Runtime could not use {want} and runs on {got}: {fix}"
