@@ -72,6 +72,8 @@ def _ort(nets: LivePortraitNetworks, short: str, device: torch.device, precision
     module = _torch_module(nets, short)
     ort_precision = "fp16" if precision == "fp16" else "fp32"
     threads = torch.get_num_threads() if device.type == "cpu" else 0
+    # a provider that is not there is known before exporting: no minutes spent on a graph that cannot run
+    onnx_backend.providers_for(onnx_backend.ort_device_for(device), ort_precision, cache_dir)
     model = onnx_export.ensure_onnx(short, module, cache_dir, progress, digest)
     try:
         return onnx_backend.load(short, model, device, ort_precision, threads, _WRAP.get(short), cache_dir)
@@ -173,6 +175,7 @@ def build_networks(
     chosen: dict[str, ModuleRunner] = {}
     if backend == "auto":
         chosen = _auto(nets, device, precision, cache_dir, progress, runs, fp32_torch, digest, reasons)
+    unavailable: dict[str, list[str]] = {}  # reason -> modules it sent back to PyTorch (one line per reason)
     for short in MODULES:
         if short in chosen:
             continue
@@ -184,8 +187,10 @@ def build_networks(
                     reasons.append(f"{short}: {chosen[short].reason}")  # type: ignore[attr-defined]
                 continue
             except BackendUnavailable as exc:
-                reasons.append(f"{short}: {exc}; running it in PyTorch")
+                unavailable.setdefault(str(exc), []).append(short)
         chosen[short] = fp32_torch[short] if p == "fp32" else TorchModule(_torch_module(nets, short), device, p)
+    for why, shorts in unavailable.items():
+        reasons.append(f"{', '.join(shorts)}: {why}; running {'it' if len(shorts) == 1 else 'them'} in PyTorch")
 
     runners: dict[str, ModuleRunner] = {}
     for short, runner in chosen.items():
