@@ -206,6 +206,15 @@ class Settings:
 
 _PATH_FIELDS = {"models_dir", "scrfd_model", "avatar", "avatar_dir", "log_dir"}
 
+#: the LivePortrait backends and precisions a setting or flag may name (liveportrait/backends/base.py's, plus auto;
+#: a test keeps the two spellings equal, since config may import nothing above it)
+LIVEPORTRAIT_BACKENDS = ("auto", "torch", "onnxruntime")
+LIVEPORTRAIT_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "liveportrait_backend": LIVEPORTRAIT_BACKENDS,
+    "liveportrait_precision": LIVEPORTRAIT_PRECISIONS,
+}
+
 #: Environment variables and the field each sets.
 ENV_VARS: dict[str, str] = {
     "MIRAGE_ENABLE_SCRFD": "enable_scrfd",
@@ -247,6 +256,8 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
         if kind == "float":
             return float(raw)
         if kind == "str":
+            if name in _CHOICES and str(raw) not in _CHOICES[name]:
+                raise ValueError(f"expected one of {', '.join(_CHOICES[name])}, got {raw!r}")
             return str(raw)
         return raw
     except (TypeError, ValueError) as exc:

@@ -197,3 +197,82 @@ def test_one_cuda_major_across_onnxruntime_gpu_torch_index_dockerfile_and_readme
     assert cudart and {cudart[0]} == majors, f"{lib.name} links CUDA {cudart}, the docs install CUDA {majors}"
     if torch.version.cuda:  # a CUDA torch in this venv must agree too
         assert torch.version.cuda.split(".")[0] in majors
+
+
+def test_settings_and_flags_name_the_librarys_backends_and_precisions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """config spells the choices itself (it imports nothing above it): they must be the library's, plus auto; a bad
+    value in the file is ignored with a warning, in the environment refused; the flags hold for the run only."""
+    from mirage_desktop import app, config
+    from mirage_desktop.liveportrait.backends.base import BACKENDS, PRECISIONS
+
+    assert set(config.LIVEPORTRAIT_BACKENDS) == set(BACKENDS)
+    assert set(config.LIVEPORTRAIT_PRECISIONS) == {"auto", *PRECISIONS}
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"liveportrait_backend": "tensorrt", "liveportrait_precision": "fp16"}))
+    settings = config.load_settings(path, env={})
+    assert (settings.liveportrait_backend, settings.liveportrait_precision) == ("auto", "fp16")
+    assert "liveportrait_backend" in caplog.text and "onnxruntime" in caplog.text
+    with pytest.raises(config.ConfigError, match="fp32"):
+        config.load_settings(path, env={"MIRAGE_LIVEPORTRAIT_PRECISION": "half"})
+
+    args = app.build_parser().parse_args(["--headless", "--backend", "torch", "--precision", "fp32"])
+    app.apply_args(settings, args)
+    assert (settings.liveportrait_backend, settings.liveportrait_precision) == ("torch", "fp32")
+    saved = settings.to_json()
+    assert (saved["liveportrait_backend"], saved["liveportrait_precision"]) == ("auto", "fp16")  # never saved
+    with pytest.raises(SystemExit):
+        app.build_parser().parse_args(["--backend", "tensorrt"])
+
+
+def test_a_missing_provider_is_known_before_any_export(
+    synth_weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ONNX Runtime without the asked provider (DirectML on Linux, checked against ORT's real provider list): every
+    network runs in PyTorch, one reason names the fix, and no minutes go into exporting graphs that cannot run."""
+    from mirage_desktop.liveportrait.backends import build_networks
+    from mirage_desktop.liveportrait.loader import load_networks
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("MIRAGE_ORT_DEVICE", "directml")
+    nets = build_networks(load_networks(synth_weights_dir, torch.device("cpu")), torch.device("cpu"),
+                          "onnxruntime", "fp32", cache_dir=tmp_path)
+    assert set(nets.choices().values()) == {"torch fp32"}
+    (reason,) = nets.all_reasons()
+    assert reason.startswith("F, M, W, G, stitching, lip, eye: ") and "onnxruntime-directml" in reason
+    assert not list(tmp_path.rglob("*.onnx"))
+
+
+def test_scrfd_reports_the_provider_it_really_got(shared_dir: Path, tmp_path: Path) -> None:
+    """Asked for CUDA where ORT cannot give it (no onnxruntime-gpu provider or no driver here): the detector runs on
+    the CPU, says why with the fix, and the face stage shows it as its reason and its backend."""
+    import numpy as np
+
+    from mirage_desktop.config import Settings
+    from mirage_desktop.engine.frame import Frame
+    from mirage_desktop.stages.face import FaceDetectionStage
+    from mirage_desktop.vision.scrfd import SCRFDDetector
+
+    model = shared_dir / "models" / "scrfd_2.5g.onnx"
+    if osess.choose_providers("cuda")[0] == osess.CUDA:
+        pytest.skip("ONNX Runtime can use CUDA here: no fallback to see")
+    detector = SCRFDDetector(model, device="cuda")
+    assert detector.session.get_providers() == [osess.CPU] and detector.provider == osess.CPU
+    assert detector.provider_reason is not None
+    assert "could not use cuda and runs on cpu" in detector.provider_reason
+    assert "onnxruntime-gpu" in detector.provider_reason
+    assert SCRFDDetector(model, device="cpu").provider_reason is None
+
+    (tmp_path / "scrfd").mkdir()
+    shutil.copy(model, tmp_path / "scrfd" / "scrfd_2.5g_bnkps.onnx")
+    stage = FaceDetectionStage(Settings(models_dir=tmp_path, enable_scrfd=True, device="cuda"))
+    assert stage.ensure_ready(block=True), stage.reason
+    stage.process(Frame(image=np.zeros((120, 160, 3), np.uint8), index=0, t_capture=0.0))
+    assert stage.reason == detector.provider_reason and stage.status().state == "ready"
+    assert stage.stats()["backend"] == "onnxruntime cpu"
+    from engine_helpers import NumberedSource
+
+    from mirage_desktop.engine.pipeline import Engine
+
+    assert Engine(NumberedSource(count=1), [stage]).stats()["backends"] == {"scrfd": "onnxruntime cpu"}  # /health's
