@@ -276,3 +276,16 @@ def test_scrfd_reports_the_provider_it_really_got(shared_dir: Path, tmp_path: Pa
     from mirage_desktop.engine.pipeline import Engine
 
     assert Engine(NumberedSource(count=1), [stage]).stats()["backends"] == {"scrfd": "onnxruntime cpu"}  # /health's
+
+
+def test_auto_precision_is_fp32_on_a_cpu_without_native_bf16(synth_weights_dir: Path) -> None:
+    """The real check of this machine's CPU flags (no monkeypatching): without AVX512-BF16/AMX, auto is fp32."""
+    from mirage_desktop.liveportrait.backends.torch_backend import cpu_has_native_bf16
+    from mirage_desktop.liveportrait.runner import LivePortrait
+
+    if cpu_has_native_bf16():
+        pytest.skip("this CPU has native bf16: auto picks bf16 here")
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    assert "avx512_bf16" not in flags and "amx_bf16" not in flags  # the peer oracle: the kernel's own flag list
+    lp = LivePortrait.load(synth_weights_dir, backend="torch", precision="auto")
+    assert set(lp.networks.choices().values()) == {"torch fp32"} and not lp.half and lp.networks.all_reasons() == []

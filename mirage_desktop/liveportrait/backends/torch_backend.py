@@ -24,8 +24,10 @@ _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 @functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """True when the CPU has bf16 instructions (AVX512-BF16 or AMX): elsewhere bf16 is emulated and slower."""
+    # torch's cpuinfo flags (every OS); not mkldnn's bf16 check, which is also true on AVX512 CPUs that only emulate
+    cpu = getattr(torch, "cpu", None)
     try:
-        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        if cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported():  # type: ignore[union-attr]
             return True
     except (AttributeError, RuntimeError):
         pass
