@@ -18,6 +18,8 @@ from mirage_desktop.liveportrait.conformance import Kit, compare, run_end_to_end
 from mirage_desktop.liveportrait.runner import LivePortrait
 
 pytest.importorskip("onnxruntime")
+#: measured on the 2-core CI-sized machine under load: 3 min 16 s wall, 100 s CPU (export ~40 s, once per session)
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
