@@ -177,7 +177,9 @@ def test_missing_landmark_models_name_the_download(synthetic_models_dir: Path, t
 
 
 def _animate_one_frame(stage: AvatarStage) -> None:
-    image = DemoSource(640, 360, 30, paced=False).render(0)
+    camera = DemoSource(640, 360, 30, paced=False)
+    camera.open()
+    image = camera.render(0)
     assert stage.detector.ensure_ready(block=True), stage.detector.reason
     frame = stage.detector.process(Frame(image=image, index=0, t_capture=0.0, camera=image))
     assert frame.face is not None
