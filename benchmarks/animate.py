@@ -5,7 +5,7 @@ Uses the weights in --models-dir (the app's layout), or writes the conformance k
 geometry kit's stand-in landmark models to a temp folder (weight values do not change the speed). Timings are medians over --runs frames after --warmup frames; on
 CUDA each step is synchronised so its time is its own.
 
-    python benchmarks/animate.py [--device cpu|cuda] [--models-dir DIR] [--runs 5] [--threads 2]
+    python benchmarks/animate.py [--device cpu|cuda] [--backend torch|onnxruntime|auto] [--precision fp32|bf16|fp16] [--models-dir DIR] [--runs 5] [--threads 2]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from mirage_desktop.stages.avatar.stage import AvatarStage
 from mirage_desktop.stages.face import FaceDetectionStage
 from mirage_desktop.engine.frame import Frame
 from mirage_desktop.liveportrait.runner import rgb_to_tensor
+from mirage_desktop.liveportrait.backends import build_networks
 from mirage_desktop.engine.sources import DemoSource
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -53,7 +54,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--half", action="store_true", help="float16 W and G (CUDA only; the app's CUDA default)")
+    parser.add_argument("--half", action="store_true", help="float16 W and G (CUDA); without it (or --precision) fp32")
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "auto"))
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), help="W and G precision")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tmp = None
@@ -68,8 +71,11 @@ def main() -> None:
     assert detector.ensure_ready() and stage.ensure_ready(), (detector.reason, stage.reason)
     model = stage.model
     assert model is not None and stage._avatar is not None
-    if args.half and model.device.type == "cuda":
-        model.half = True
+    # the stage picks its own precision; rebuild the networks' backends so what is asked is what is measured
+    precision = args.precision or ("fp16" if args.half else "fp32")
+    model.networks = build_networks(model.networks.torch_networks, model.device, args.backend, precision)
+    model.half = precision != "fp32"
+    print("modules: " + ", ".join(f"{m}={c}" for m, c in model.networks.choices().items()))
     print(f"loaded models and prepared the avatar in {time.perf_counter() - t:.1f} s on {model.device}")
     sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
 
@@ -109,7 +115,7 @@ def main() -> None:
         if i >= args.warmup:
             for key, value in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6, t7 - t0)):
                 steps[key].append(value * 1000)
-    print(f"one driven frame, 720p in, {args.device}{' fp16 W+G' if model.half else ' fp32'}, "
+    print(f"one driven frame, 720p in, {args.device} {args.backend} {precision} W+G, "
           f"{args.threads} threads, median of {args.runs} after {args.warmup} warm-up")
     print(f"{'step':>8} | {'median ms':>10} | {'min ms':>8} | {'max ms':>8}")
     for key, values in steps.items():

@@ -1,7 +1,7 @@
 """Per-frame cost of face detection at 720p: our SCRFD runner (full detection and tracking mode) side by side with
 InsightFace's own ``insightface.model_zoo.scrfd.SCRFD`` class, on the same model files and frames, in one run.
 
-    pip install insightface   # benchmark only; install it with --no-deps next to onnxruntime-gpu
+    pip install insightface --no-deps   # benchmark only (the `reference` extra): with its deps it replaces onnxruntime-gpu
     python benchmarks/face_detection.py [--frames 60] [--rounds 3] [--device cpu] [--check]
 
 Frames: the astronaut photo from ../shared/media moving across a 1280x720 frame (shift, zoom, tilt).

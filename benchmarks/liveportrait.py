@@ -1,18 +1,23 @@
-"""Speed and memory of our LivePortrait networks: F, M, W, G, stitching and one driven frame.
+"""Speed and memory of our LivePortrait networks: F, M, W, G, stitching and one driven frame, per backend.
 
-    python benchmarks/liveportrait.py [--weights DIR] [--device cpu|cuda] [--half] [--runs 5] [--threads 2]
+    python benchmarks/liveportrait.py [--weights DIR] [--device cpu|cuda] [--backend torch|onnxruntime|auto]
+        [--precision fp32|bf16|fp16] [--half] [--runs 5] [--threads 2] [--json OUT] [--no-baseline]
 
 Without ``--weights`` it writes the conformance kit's synthetic checkpoints (``../shared/liveportrait``) to a
-temporary folder; weight values do not change the speed. Prints the median, min and max of ``--runs`` timed runs after
-one warm-up, the multiply-accumulates per call (so machines of different speed can be compared: the official
-modules do the same work), and the process's peak memory so far (RSS on CPU, torch's peak allocation per module on CUDA), next to
-the kit README's CPU baseline for the official modules (2-vCPU AMD EPYC, torch 2.13 CPU, 2 threads).
+temporary folder; weight values do not change the speed. The chosen backend/precision is timed interleaved with plain
+PyTorch fp32 built from the same loaded weights (one baseline call, one candidate call, repeated), so the ratio holds
+on a shared machine whose speed drifts. Prints the median, min and max of ``--runs`` timed runs after one warm-up, the
+multiply-accumulates per call (so machines of different speed can be compared: the official modules do the same
+work), the process's peak memory so far (RSS on CPU, torch's peak allocation on CUDA), next to the kit README's CPU
+baseline for the official modules (2-vCPU AMD EPYC, torch 2.13 CPU, 2 threads). ``--json OUT`` writes
+``{"driven_frame_ms", "modules": {"F", "M", "W", "G"}, "backend": {module: backend}, "precision"}`` of the candidate.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import resource
 import statistics
 import sys
@@ -25,7 +30,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mirage_desktop.liveportrait.runner import DriveOptions, LivePortrait, rgb_to_tensor
+from mirage_desktop.liveportrait.backends import build_networks
+from mirage_desktop.liveportrait.backends.torch_backend import check_device
+from mirage_desktop.liveportrait.loader import load_networks
+from mirage_desktop.liveportrait.runner import DriveOptions, LivePortrait, SourceState, rgb_to_tensor
 
 KIT = Path(__file__).resolve().parents[1].parent / "shared" / "liveportrait"
 #: the kit README's CPU baseline (official modules, each in its own process): median ms, peak RSS MB
@@ -49,50 +57,34 @@ def peak_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def timed(fn: Callable[[], object], runs: int, device: torch.device) -> tuple[list[float], float]:
-    """Warm up once, then time ``runs`` calls (synchronising CUDA around each); returns ms and peak memory."""
+def _sync(device: torch.device) -> None:
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    fn()
-    times = []
-    for _ in range(runs):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        torch.cuda.synchronize(device)
+
+
+def timed_pair(
+    base: Callable[[], object] | None, cand: Callable[[], object], runs: int, device: torch.device
+) -> tuple[list[float], list[float]]:
+    """Warm both up once, then alternate timed calls; returns (baseline ms, candidate ms)."""
+    fns = [f for f in (base, cand) if f is not None]
+    for fn in fns:
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1000)
-    return times, peak_mb(device)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for i, fn in enumerate(fns):
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[i].append((time.perf_counter() - start) * 1000)
+    return (times[0], times[1]) if base is not None else ([], times[0])
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", type=Path, help="official tree or flat folder (default: synthetic kit weights)")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--half", action="store_true", help="float16 autocast for W and G (CUDA)")
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = args.weights or write_synthetic(Path(tmp))
-        t0 = time.perf_counter()
-        lp = LivePortrait.load(weights, device=args.device, half=args.half)
-        load_s = time.perf_counter() - t0
-    dev = lp.device
-    rng = np.random.default_rng(0)
-    if KIT.is_dir():
-        with np.load(KIT / "golden" / "inputs.npz") as data:
-            src_rgb, drv_rgb = data["source_rgb"], data["driving_rgb"][1]
-    else:
-        src_rgb, drv_rgb = (rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(2))
-    src, drv = rgb_to_tensor(src_rgb, dev), rgb_to_tensor(drv_rgb, dev)
-    source = lp.prepare_source(src)
+def cases(lp: LivePortrait, src: torch.Tensor, drv: torch.Tensor) -> dict[str, Callable[[], object]]:
+    """One callable per benchmarked step, on ``lp``'s backends."""
+    source: SourceState = lp.prepare_source(src)
     reference = lp.motion_info(src)
-    driving = lp.motion_info(drv)
-    x_final = lp.drive(source, driving, reference)
+    x_final = lp.drive(source, lp.motion_info(drv), reference)
     warped = lp.warp(source.feature, source.x_s, x_final)
     stitch_in = torch.cat([source.x_s.reshape(1, -1), x_final.reshape(1, -1)], dim=1)
     nets = lp.networks
@@ -101,33 +93,97 @@ def main() -> int:
         info = lp.motion_info(drv)
         return lp.to_uint8(lp.render(source, lp.drive(source, info, reference, DriveOptions())))
 
-    cases: list[tuple[str, Callable[[], object]]] = [
-        ("F", lambda: nets.appearance(src)),
-        ("M", lambda: nets.motion(drv)),
-        ("W", lambda: lp.warp(source.feature, source.x_s, x_final)),
-        ("G", lambda: lp.decode(warped.out)),
-        ("stitching", lambda: nets.stitching(stitch_in)),
-        ("driven frame", frame),
-    ]
+    return {
+        "F": lambda: nets.appearance(src),
+        "M": lambda: nets.motion(drv),
+        "W": lambda: lp.warp(source.feature, source.x_s, x_final),
+        "G": lambda: lp.decode(warped.out),
+        "stitching": lambda: nets.stitching(stitch_in),
+        "driven frame": frame,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", type=Path, help="official tree or flat folder (default: synthetic kit weights)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "auto"))
+    ap.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), help="W and G precision (default fp32)")
+    ap.add_argument("--half", action="store_true", help="the older spelling of --precision fp16 (CUDA)")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, metavar="OUT", help="write the candidate's medians as JSON")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the interleaved PyTorch fp32 baseline")
+    ap.add_argument("--cache-dir", type=Path, help="ONNX/measurement cache (default: the user cache dir)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    precision = args.precision or ("fp16" if args.half else "fp32")
+    dev = check_device(args.device)
+
+    def progress(message: str, fraction: float) -> None:
+        print(f"  {message} ({fraction:.0%})", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = args.weights or write_synthetic(Path(tmp))
+        t0 = time.perf_counter()
+        nets = load_networks(weights, dev)
+        load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    lp = LivePortrait(
+        build_networks(nets, dev, args.backend, precision, cache_dir=args.cache_dir, progress=progress), dev
+    )
+    build_s = time.perf_counter() - t0
+    base = None if args.no_baseline else LivePortrait(build_networks(nets, dev, "torch", "fp32"), dev)
+    rng = np.random.default_rng(0)
+    if KIT.is_dir():
+        with np.load(KIT / "golden" / "inputs.npz") as data:
+            src_rgb, drv_rgb = data["source_rgb"], data["driving_rgb"][1]
+    else:
+        src_rgb, drv_rgb = (rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(2))
+    src, drv = rgb_to_tensor(src_rgb, dev), rgb_to_tensor(drv_rgb, dev)
+    with torch.inference_mode():
+        cand_cases = cases(lp, src, drv)
+        base_cases = cases(base, src, drv) if base is not None else {}
+    chosen = lp.networks.choices()
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device {name}, torch {torch.__version__}, half={args.half}, load {load_s:.1f} s, {args.runs} runs")
+    print(
+        f"device {name}, torch {torch.__version__}, backend {args.backend}, precision {precision}, "
+        f"load {load_s:.1f} s, backend setup {build_s:.1f} s, {args.runs} runs interleaved with PyTorch fp32"
+    )
+    print("modules: " + ", ".join(f"{m}={c}" for m, c in chosen.items()))
+    for reason in lp.networks.all_reasons():
+        print(f"note: {reason}")
     mem = "peak alloc MB" if dev.type == "cuda" else "peak RSS MB"
     print(
-        f"{'module':<13} {'median ms':>10} {'min ms':>9} {'max ms':>9} {mem:>13} {'GMAC':>7} {'GMAC/s':>7} "
-        f"{'official CPU ms':>16}"
+        f"{'module':<13} {'median ms':>10} {'min ms':>9} {'max ms':>9} {'torch32 ms':>10} {'ratio':>6} {mem:>13} "
+        f"{'GMAC':>6} {'official CPU ms':>16}"
     )
+    medians: dict[str, float] = {}
     with torch.inference_mode():
-        for label, fn in cases:
-            with FlopCounterMode(display=False) as counter:  # the work, to compare machines of different speed
-                fn()
+        for label, fn in cand_cases.items():
+            with FlopCounterMode(display=False) as counter:  # the work (PyTorch ops only), to compare machines
+                (base_cases.get(label) or fn)()
             gmac = counter.get_total_flops() / 2e9
-            times, peak = timed(fn, args.runs, dev)
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+            base_t, times = timed_pair(base_cases.get(label), fn, args.runs, dev)
             median = statistics.median(times)
-            base = BASELINE.get(label, (BASELINE_FRAME_MS, 0))[0]
+            medians[label] = median
+            ref = statistics.median(base_t) if base_t else float("nan")
+            official = BASELINE.get(label, (BASELINE_FRAME_MS, 0))[0]
             print(
-                f"{label:<13} {median:>10.3f} {min(times):>9.3f} {max(times):>9.3f} {peak:>13.0f} {gmac:>7.1f} "
-                f"{gmac / median * 1000:>7.1f} {base:>16g}"
+                f"{label:<13} {median:>10.3f} {min(times):>9.3f} {max(times):>9.3f} {ref:>10.3f} "
+                f"{median / ref:>6.2f} {peak_mb(dev):>13.0f} {gmac:>6.1f} {official:>16g}",
+                flush=True,
             )
+    if args.json:
+        out = {
+            "driven_frame_ms": round(medians["driven frame"], 3),
+            "modules": {m: round(medians[m], 3) for m in ("F", "M", "W", "G")},
+            "backend": {m: chosen[m].split()[0] for m in chosen},
+            "precision": precision,
+        }
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0
 
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from mirage_desktop import __version__
-from mirage_desktop.config import ConfigError, Settings, load_settings
+from mirage_desktop.config import LIVEPORTRAIT_BACKENDS, LIVEPORTRAIT_PRECISIONS, ConfigError, Settings, load_settings
 from mirage_desktop.logs import setup_logging
 
 
@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scrfd-model", type=Path, metavar="PATH", help="use this SCRFD .onnx file")
     p.add_argument("--avatar", type=Path, metavar="IMAGE", help="portrait to animate")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device (default: auto)")
+    p.add_argument("--backend", choices=LIVEPORTRAIT_BACKENDS,
+                   help="what runs the LivePortrait networks: torch, onnxruntime, or auto (each network on its "
+                        "fastest, measured once per machine); default: settings (auto)")
+    p.add_argument("--precision", choices=LIVEPORTRAIT_PRECISIONS,
+                   help="LivePortrait's heavy networks at fp32, bf16 (CPUs with native bf16) or fp16 (GPUs); "
+                        "auto picks what the machine runs well; default: settings (auto)")
     p.add_argument("--every-frame", action="store_true",
                    help="from a file: process every frame instead of dropping (offline rendering)")
     p.add_argument("--width", type=int, help="output width (default 1280)")
@@ -63,6 +69,8 @@ def apply_args(settings: Settings, args: argparse.Namespace) -> None:
         "models_dir": args.models_dir, "scrfd_model": args.scrfd_model, "avatar": args.avatar,
         "device": args.device, "source": args.source, "output_width": args.width, "output_height": args.height,
         "fps": args.fps, "http_host": args.http_host, "http_port": args.http_port, "token": args.token,
+        "liveportrait_backend": getattr(args, "backend", None),
+        "liveportrait_precision": getattr(args, "precision", None),
     }
     for name, value in flags.items():
         if value is not None:

@@ -144,6 +144,8 @@ class Settings:
     models_dir: Path = field(default_factory=default_models_dir)
     scrfd_model: Path | None = None
     device: str = "auto"
+    liveportrait_backend: str = "auto"  # torch, onnxruntime, or auto (each network on its fastest, measured once)
+    liveportrait_precision: str = "auto"  # fp32, bf16 (CPUs with native bf16), fp16 (GPUs), or auto
     source: str = "demo"
     avatar: Path | None = None
     avatar_dir: Path = field(default_factory=default_avatar_dir)
@@ -208,6 +210,15 @@ class Settings:
 
 _PATH_FIELDS = {"models_dir", "scrfd_model", "avatar", "avatar_dir", "log_dir"}
 
+#: the LivePortrait backends and precisions a setting or flag may name (liveportrait/backends/base.py's, plus auto;
+#: a test keeps the two spellings equal, since config may import nothing above it)
+LIVEPORTRAIT_BACKENDS = ("auto", "torch", "onnxruntime")
+LIVEPORTRAIT_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "liveportrait_backend": LIVEPORTRAIT_BACKENDS,
+    "liveportrait_precision": LIVEPORTRAIT_PRECISIONS,
+}
+
 #: Environment variables and the field each sets.
 ENV_VARS: dict[str, str] = {
     "MIRAGE_ENABLE_SCRFD": "enable_scrfd",
@@ -215,6 +226,8 @@ ENV_VARS: dict[str, str] = {
     "MIRAGE_MODELS_DIR": "models_dir",
     "MIRAGE_SCRFD_MODEL": "scrfd_model",
     "MIRAGE_DEVICE": "device",
+    "MIRAGE_LIVEPORTRAIT_BACKEND": "liveportrait_backend",
+    "MIRAGE_LIVEPORTRAIT_PRECISION": "liveportrait_precision",
     "MIRAGE_SOURCE": "source",
     "MIRAGE_AVATAR": "avatar",
     "MIRAGE_TOKEN": "token",
@@ -249,6 +262,8 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
         if kind == "float":
             return float(raw)
         if kind == "str":
+            if name in _CHOICES and str(raw) not in _CHOICES[name]:
+                raise ValueError(f"expected one of {', '.join(_CHOICES[name])}, got {raw!r}")
             return str(raw)
         return raw
     except (TypeError, ValueError) as exc:

@@ -13,9 +13,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+@pytest.fixture(scope="session")
+def _session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One user cache dir for the whole run: LivePortrait's ONNX exports and backend measurements are made once."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reads or writes the real user's settings, logs or models."""
+def _isolated_user_dirs(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, _session_cache_dir: Path
+) -> None:
+    """No test reads or writes the real user's settings, logs, models or cache."""
+    monkeypatch.setenv("MIRAGE_CACHE_DIR", str(_session_cache_dir))
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("MIRAGE_SETTINGS", str(home / "settings.json"))
     monkeypatch.setenv("MIRAGE_LOG_DIR", str(home / "logs"))

@@ -19,6 +19,8 @@ pytestmark = pytest.mark.slow
 
 
 def make_stage(models: Path, **overrides) -> AvatarStage:
+    # PyTorch fp32 unless a test asks: the backends have their own tests, and auto measures for minutes on 2 cores
+    overrides = {"liveportrait_backend": "torch", "liveportrait_precision": "fp32", **overrides}
     settings = Settings(models_dir=models, enable_scrfd=True, enable_liveportrait=True, output_width=640,
                         output_height=360, device="cpu", **overrides)
     return AvatarStage(settings, FaceDetectionStage(settings))
@@ -172,3 +174,50 @@ def test_missing_landmark_models_name_the_download(synthetic_models_dir: Path, t
     assert s.ensure_ready(block=True) is False
     assert "landmark" in s.reason and "mirage-models download liveportrait" in s.reason
     assert s.detector.ready and s.detector.landmarks is None  # face detection itself still works, SCRFD alone
+
+
+def _animate_one_frame(stage: AvatarStage) -> None:
+    camera = DemoSource(640, 360, 30, paced=False)
+    camera.open()
+    image = camera.render(0)
+    assert stage.detector.ensure_ready(block=True), stage.detector.reason
+    frame = stage.detector.process(Frame(image=image, index=0, t_capture=0.0, camera=image))
+    assert frame.face is not None
+    stage.process(frame)
+
+
+def test_a_missing_backend_is_the_reason_and_every_network_falls_back_to_pytorch(
+    synthetic_models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--backend onnxruntime where ORT has no such provider (DirectML on Linux: the real provider check): the video
+    keeps going on PyTorch, the reason names the fix, stats and the engine's backends say what really runs."""
+    monkeypatch.setenv("MIRAGE_ORT_DEVICE", "directml")
+    stage = make_stage(synthetic_models_dir, liveportrait_backend="onnxruntime")
+    assert stage.ensure_ready(block=True), stage.reason
+    _animate_one_frame(stage)
+    assert stage.timings["avatar_ms"] > 0  # it animated
+    assert "onnxruntime-directml" in stage.reason and "running them in PyTorch" in stage.reason, stage.reason
+    assert stage.status().state == "ready" and stage.status().model_group is None  # no download fixes it
+    assert stage.stats()["backend"] == {m: "torch fp32" for m in ("F", "M", "W", "G", "stitching", "lip", "eye")}
+
+
+def test_one_time_work_shows_as_the_loading_reason(synthetic_models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage hands LivePortrait.load its progress callback; while the load runs, the status says so."""
+    from mirage_desktop.stages.avatar import stage as stage_module
+
+    real_load = stage_module.LivePortrait.load
+    seen: list[tuple[str, str]] = []
+
+    def load(*args, **kwargs):  # the real load, after one progress report as the export would make
+        kwargs["progress"]("Preparing the G network for ONNX Runtime (one time)", 0.5)
+        status = stage.status()
+        seen.append((status.state, status.reason))
+        assert kwargs["backend"] == "torch" and kwargs["precision"] == "fp32" and "half" not in kwargs
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(stage_module.LivePortrait, "load", load)
+    stage = make_stage(synthetic_models_dir)
+    assert stage.ensure_ready(block=True), stage.reason
+    assert seen == [("loading", "optimising for this computer (one time)… preparing the G network for ONNX "
+                                "Runtime, 50%")]
+    assert stage.reason == "" and stage.stats()["backend"]["G"] == "torch fp32"

@@ -42,3 +42,18 @@ def test_every_imported_module_is_declared() -> None:
         if not dists & declared:
             missing.append(f"{module} (imported in {where}, provided by {sorted(dists) or 'nothing installed'})")
     assert not missing, "declare these in pyproject.toml [project] dependencies: " + "; ".join(missing)
+
+
+def test_no_extra_but_reference_brings_the_cpu_onnxruntime_over_the_gpu_one() -> None:
+    """insightface (2.1 on PyPI: Requires-Dist onnxruntime) installs the CPU package, whose module replaces
+    onnxruntime-gpu's: after `pip install .[bench]` only the CPU and Azure providers were left. It lives in its own
+    `reference` extra; every other extra stays off it and off the CPU package (outside macOS)."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    assert any(_normalise(spec).startswith("insightface") for spec in extras["reference"])
+    for name, specs in extras.items():
+        if name == "reference":
+            continue
+        for spec in specs:
+            dist = _normalise(re.split(r"[ ;<>=!~\[]", spec, maxsplit=1)[0])
+            assert dist != "insightface", f"{name}: {spec} pulls the CPU onnxruntime; keep it in 'reference'"
+            assert dist != "onnxruntime" or "darwin" in spec, f"{name}: {spec} replaces onnxruntime-gpu"

@@ -110,7 +110,7 @@ def test_headless_runs_the_stages_inside_the_bundle(bundle: Path, tmp_path: Path
     r = subprocess.run(
         [str(bundle / "mirage"), "--headless", "--source", "demo", "--frames", "3", "--width", "640", "--height",
          "360", "--enable", "scrfd,liveportrait", "--models-dir", str(synthetic_models_dir), "--device", "cpu",
-         "--quiet", "--stats-json", str(stats_path)],
+         "--backend", "torch", "--quiet", "--stats-json", str(stats_path)],
         cwd=run, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     assert "Traceback" not in r.stderr, r.stderr[-4000:]

@@ -104,7 +104,7 @@ def test_animate_without_face_detection_asks_for_the_scrfd_group(tmp_path: Path,
 
     (tmp_path / "liveportrait").symlink_to(synthetic_models_dir / "liveportrait", target_is_directory=True)
     settings = Settings(models_dir=tmp_path, enable_liveportrait=True, device="cpu", output_width=320,
-                        output_height=240)
+                        output_height=240, liveportrait_backend="torch")  # auto would measure for minutes first
     stage = AvatarStage(settings, FaceDetectionStage(settings))
     assert not stage.ensure_ready(block=True)
     status = stage.status()

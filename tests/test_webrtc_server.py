@@ -180,6 +180,7 @@ def test_health_needs_no_token_and_reveals_no_secrets(server: HttpServer) -> Non
         assert body["engine"]["running"] is True
         assert body["stages"]["invert"] == {"enabled": True, "reason": "", "label": "Invert"}
         assert body["device"] == "cpu"
+        assert body["backends"] == {}  # per stage, what runs its networks: the test stage runs none
         assert body["uptime_s"] > 0 and body["max_peers"] == 4
         assert TOKEN not in text and "token" not in text.lower()
 

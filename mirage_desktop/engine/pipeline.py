@@ -336,4 +336,6 @@ class Engine:
             "end_to_end": m.end_to_end.summary(),
             "gpu_memory": m.gpu.snapshot(),
             "outputs": outputs,
+            # what really runs each stage's networks (a stage's "backend" stat): a fallback is visible here
+            "backends": {name: st["backend"] for name, st in stages.items() if st.get("backend")},
         }

@@ -1,7 +1,7 @@
 """Check our LivePortrait against the official numbers of a conformance kit (``golden/`` + synthetic weights).
 
     python -m mirage_desktop.liveportrait.conformance --golden DIR --weights DIR [--device cpu|cuda] [--half]
-        [--dump DIR] [--threads N]
+        [--backend torch|onnxruntime|auto] [--precision fp32|bf16|fp16] [--dump DIR] [--threads N]
     python -m mirage_desktop.liveportrait.conformance --geometry DIR --weights DIR [--dump DIR]
 
 ``--geometry`` runs the geometry kit (crops, landmark models on their stand-ins, ratios, option maths, paste-back)
@@ -16,8 +16,10 @@ Two scopes, each compared with its own tolerance from ``tolerances.json``:
 
 One line per array; exit status 0 only when every array passes (1 when one fails, 2 when the kit or weights cannot
 be read). ``--dump DIR`` writes every array of the end-to-end run as ``DIR/<kit file>.npz`` with the kit's names,
-pass or fail. ``--half`` (CUDA only) runs W and G under float16 autocast and loosens their arrays to the kit README's
-half-precision tolerance.
+pass or fail. ``--backend`` runs the networks in PyTorch, ONNX Runtime (exported once, cached) or each on its
+fastest (``auto``); every backend at fp32 must meet the kit's float32 tolerances. ``--precision bf16|fp16`` (``--half``
+is fp16) runs W and G at reduced precision and judges their arrays by the loose tolerance: mean |error| <= 0.004
+(``LOOSE_MEAN_ABS``; uint8 images: mean |error| / 255) instead of the max error.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import numpy as np
 import torch
 
 from mirage_desktop.liveportrait import motion
+from mirage_desktop.liveportrait.backends import BackendUnavailable
 from mirage_desktop.liveportrait.kit_compare import SCOPES, Arrays, Check, Kit, Report, compare
 from mirage_desktop.liveportrait.loader import LivePortraitLoadError
 from mirage_desktop.liveportrait.motion import KpInfo
@@ -261,10 +264,16 @@ def run_conformance(
     device: str = "cpu",
     half: bool = False,
     lp: LivePortrait | None = None,
+    backend: str = "torch",
+    precision: str | None = None,
+    cache_dir: Path | str | None = None,
 ) -> Report:
     """Load the weights through the app's loader, run both scopes, and compare every output array of the kit."""
     kit = Kit(Path(golden_dir))
-    lp = lp or LivePortrait.load(weights_dir, device=device, half=half)
+    lp = lp or LivePortrait.load(
+        weights_dir, device=device, half=half, backend=backend, precision=precision, cache_dir=cache_dir
+    )
+    half = lp.half  # any reduced precision of W or G: their arrays get the loose tolerance
     report = Report()
     seen: dict[str, set[str]] = {scope: set() for scope in SCOPES}
 
@@ -315,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--weights", required=True, type=Path, help="the weights: official tree or flat folder")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (TF32 is switched off for the run)")
     ap.add_argument("--half", action="store_true", help="float16 autocast for W and G (CUDA), loose tolerances")
+    ap.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "auto"),
+                    help="which backend runs the networks (auto: each on its fastest conformant one)")
+    ap.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="W and G precision (default fp32)")
     ap.add_argument("--dump", type=Path, metavar="DIR", help="write every end-to-end array as DIR/<kit file>.npz")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2, as the kit)")
     args = ap.parse_args(argv)
@@ -328,14 +340,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = Report()
     try:
         if args.golden is not None:
-            report = run_conformance(args.golden, args.weights, device=args.device, half=args.half)
+            report = run_conformance(args.golden, args.weights, device=args.device, half=args.half,
+                                     backend=args.backend, precision=args.precision)
         if args.geometry is not None:
             from mirage_desktop.liveportrait.geometry_conformance import run_geometry
 
             geometry = run_geometry(args.geometry, args.weights, golden_dir=args.golden, device=args.device)
             report.checks.extend(geometry.checks)
             report.end_to_end.update(geometry.end_to_end)
-    except (LivePortraitLoadError, FileNotFoundError, ValueError) as exc:
+    except (LivePortraitLoadError, BackendUnavailable, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return finish(report, args.dump, sys.stdout)

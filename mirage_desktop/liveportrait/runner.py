@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from mirage_desktop.liveportrait import motion
+from mirage_desktop.liveportrait.backends import BackendNetworks, Progress, build_networks
+from mirage_desktop.liveportrait.backends.torch_backend import check_device
 from mirage_desktop.liveportrait.loader import LivePortraitNetworks, load_networks
 from mirage_desktop.liveportrait.motion import KpInfo
 from mirage_desktop.liveportrait.options import DriveOptions, FaceRatios, driven_motion
@@ -74,31 +76,52 @@ def rgb_to_tensor(rgb: np.ndarray, device: str | torch.device) -> torch.Tensor:
 class LivePortrait:
     """Loaded networks plus the chain. Build with :meth:`load`."""
 
-    def __init__(self, networks: LivePortraitNetworks, device: torch.device, half: bool = False) -> None:
+    def __init__(
+        self, networks: LivePortraitNetworks | BackendNetworks, device: torch.device, half: bool = False
+    ) -> None:
         if half and device.type != "cuda":
             raise ValueError(f"half precision needs a CUDA device, not {device}; drop --half or use --device cuda")
-        self.networks = networks
+        if isinstance(networks, LivePortraitNetworks):  # the networks as loaded: PyTorch, fp16 W and G with half
+            networks = build_networks(networks, device, "torch", "fp16" if half else "fp32")
+        #: one runner per network (backends/): the chain below calls them and never knows which backend runs which
+        self.networks: BackendNetworks = networks
         self.device = device
-        self.half = half
+        self.half = half or any(networks.runner(m).precision != "fp32" for m in ("W", "G"))
         self._expr_cache: _ReferenceCache | None = None
         self._lip_cache: tuple[SourceState, float, torch.Tensor | None] | None = None
         self._target_cache: dict[float, torch.Tensor] = {}
 
     @classmethod
-    def load(cls, weights_dir: Path | str, device: str = "cpu", half: bool = False) -> LivePortrait:
-        """Load the official files (tree or flat folder) through the one loader; ``half`` = float16 W and G on CUDA."""
-        dev = torch.device(device)
+    def load(
+        cls,
+        weights_dir: Path | str,
+        device: str = "cpu",
+        half: bool = False,
+        *,
+        backend: str = "torch",
+        precision: str | None = None,
+        progress: Progress | None = None,
+        cache_dir: Path | str | None = None,
+    ) -> LivePortrait:
+        """Load the official files (tree or flat folder) through the one loader and put each network on ``backend``.
+
+        ``precision`` (fp32, bf16, fp16, auto) applies to W and G; ``half`` is the older spelling of fp16 on CUDA.
+        ``progress`` hears about one-time work (ONNX export, measuring for ``auto``).
+        """
+        dev = check_device(device)
         if half and dev.type != "cuda":
             raise ValueError(f"half precision needs a CUDA device, not {device}; drop --half or use --device cuda")
         if dev.type == "cuda":
             # as the official code: the shapes never change, so let cuDNN pick its fastest kernels once
             torch.backends.cudnn.benchmark = True
-        return cls(load_networks(weights_dir, dev), dev, half)
+        nets = load_networks(weights_dir, dev)
+        precision = precision or ("fp16" if half else "fp32")
+        kwargs = {"progress": progress} if progress is not None else {}
+        return cls(build_networks(nets, dev, backend, precision, cache_dir=cache_dir, **kwargs), dev)
 
-    def _autocast(self) -> contextlib.AbstractContextManager[None]:
-        if self.half:
-            return torch.autocast(device_type="cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+    def backend_status(self) -> tuple[dict[str, str], list[str]]:
+        """(module -> "backend precision" running it now, reasons to show): for the stage's reason and /health."""
+        return self.networks.choices(), self.networks.all_reasons()
 
     @torch.inference_mode()
     def prepare_source(
@@ -282,27 +305,18 @@ class LivePortrait:
 
     @torch.inference_mode()
     def warp(self, feature: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> WarpOutput:
-        """W (float16 autocast with ``half``); outputs float32."""
-        out = self._warp(feature, kp_source, kp_driving)
-        if self.half:
-            out = WarpOutput(*(t.float() for t in out))
-        return out
-
-    def _warp(self, feature: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> WarpOutput:
-        with self._autocast():
-            return self.networks.warping(feature, kp_source, kp_driving)
+        """W on its backend; outputs float32."""
+        return self.networks.warping(feature, kp_source, kp_driving)
 
     @torch.inference_mode()
     def decode(self, feature: torch.Tensor) -> torch.Tensor:
-        """G (float16 autocast with ``half``): (B, 256, 64, 64) -> (B, 3, 512, 512) float32 in [0, 1]."""
-        with self._autocast():
-            image = self.networks.generator(feature)
-        return image.float()
+        """G on its backend: (B, 256, 64, 64) -> (B, 3, 512, 512) float32 in [0, 1]."""
+        return self.networks.generator(feature)
 
     @torch.inference_mode()
     def render(self, source: SourceState, x_final: torch.Tensor, trace: Trace | None = None) -> torch.Tensor:
         """W then G: the source warped to the driven keypoints, (1, 3, 512, 512) in [0, 1]."""
-        warped = self._warp(source.feature, source.x_s, x_final)  # G takes W's dtype as it is (no float32 detour)
+        warped = self.warp(source.feature, source.x_s, x_final)
         if trace is not None:
             trace.update(out=warped.out, occlusion_map=warped.occlusion_map, deformation=warped.deformation)
         return self.decode(warped.out)
@@ -328,12 +342,31 @@ class LivePortrait:
 
 @contextlib.contextmanager
 def strict_float32() -> Iterator[None]:
-    """Turn TF32 off for conformance runs on CUDA (TF32 alone causes errors around 1e-3); restore afterwards."""
-    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    """IEEE float32 for conformance runs on CUDA (TF32 alone causes errors around 1e-3) and cuDNN's benchmark off
+    (its kernel choice varies run to run, which a 1e-6 comparison sees); restored afterwards.
+
+    Uses the ``fp32_precision`` API where torch has it: torch 2.9+ raises when the legacy ``allow_tf32`` flags are
+    mixed with it.
+    """
+    cudnn = torch.backends.cudnn
+    benchmark = cudnn.benchmark
+    cudnn.benchmark = False
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        saved = (torch.backends.cuda.matmul.fp32_precision, cudnn.conv.fp32_precision)
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        cudnn.conv.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.fp32_precision, cudnn.conv.fp32_precision = saved
+            cudnn.benchmark = benchmark
+        return
+    matmul, conv = torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    cudnn.allow_tf32 = False
     try:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32 = matmul
-        torch.backends.cudnn.allow_tf32 = cudnn
+        cudnn.allow_tf32 = conv
+        cudnn.benchmark = benchmark

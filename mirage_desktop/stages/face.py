@@ -25,6 +25,7 @@ from mirage_desktop.vision.drawing import draw_face
 from mirage_desktop.vision.face import Face
 from mirage_desktop.vision.face_tracking import FaceTracker
 from mirage_desktop.vision.landmarks import Landmark106, Landmark203, LandmarkModelError
+from mirage_desktop.vision.onnx_session import SHORT_NAMES
 from mirage_desktop.vision.scrfd import SCRFDDetector, SCRFDModelError
 
 
@@ -64,7 +65,8 @@ class FaceDetectionStage(Stage):
             if not path.exists() and not self.settings.scrfd_model:
                 continue
             try:
-                detector = SCRFDDetector(path, device=self.settings.device)
+                # the resolved device: "auto" on a GPU machine wants CUDA, so a CPU-only ORT is a fallback to report
+                detector = SCRFDDetector(path, device=self.settings.resolved_device())
             except SCRFDModelError as exc:
                 errors.append(str(exc))
                 continue
@@ -143,8 +145,12 @@ class FaceDetectionStage(Stage):
         self._restart = True  # the face may be anywhere when the stage comes back; the processing thread resets
 
     def process(self, frame: Frame) -> Frame:
-        if self.tracker is None:  # released between ensure_ready and now: pass the frame through
+        detector = self.detector
+        if self.tracker is None or detector is None:  # released between ensure_ready and now: pass the frame through
             return frame
+        note = detector.provider_reason  # a provider fallback is the reason while the detector runs
+        if note and self.reason != note:
+            self.set_reason(note)
         face = self.track(frame.image, frame.t_capture)
         frame.face = face
         frame.face_checked = True
@@ -170,6 +176,7 @@ class FaceDetectionStage(Stage):
         face = self._last_face
         return {
             "provider": detector.provider,
+            "backend": f"onnxruntime {SHORT_NAMES.get(detector.provider, detector.provider)}",  # what really runs
             "model": detector.model_path.name,
             "mode": tracker.mode,
             "face": face is not None,

@@ -25,7 +25,7 @@ import numpy as np
 from mirage_desktop.models.registry import download_hint
 from mirage_desktop.vision.face import Face
 from mirage_desktop.vision.letterbox import fit_inside
-from mirage_desktop.vision.onnx_session import CPU, choose_providers, session_options
+from mirage_desktop.vision.onnx_session import CPU, provider_chain, session_fallback, session_options
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class SCRFDDetector:
 
         self.model_path = Path(model_path)
         check_model_file(self.model_path)
-        requested = list(providers) if providers else choose_providers(device)
+        requested = list(providers) if providers else provider_chain(device)
         try:
             self.session = ort.InferenceSession(
                 str(self.model_path), sess_options=session_options(threads), providers=requested
@@ -189,7 +189,12 @@ class SCRFDDetector:
                 f"SCRFD model {self.model_path} cannot be loaded (truncated or corrupt: "
                 f"{str(exc).strip().splitlines()[0][:200]}); {DOWNLOAD_HINT} to fetch it again"
             ) from exc
-        self.provider = self.session.get_providers()[0]
+        actual = self.session.get_providers()
+        self.provider = actual[0]  # what really runs (ORT drops a provider whose libraries do not load)
+        #: why the session did not get the provider it asked for (None when it did), naming the fix
+        self.provider_reason = session_fallback(device, requested, actual)
+        if self.provider_reason:
+            logger.warning("SCRFD: %s", self.provider_reason)
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
         self._read_layout()

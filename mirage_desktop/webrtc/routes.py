@@ -3,7 +3,7 @@
 Endpoints (token = ``Authorization: Bearer <token>``):
 
 - ``GET /``: the page that connects from a browser.
-- ``GET /health``: engine, stages, device, uptime. No token; reveals no secrets.
+- ``GET /health``: engine, stages, device, the backends really running, uptime. No token; reveals no secrets.
 - ``GET /metrics``: Prometheus text. No token (numbers only).
 - ``POST /webrtc/offer``: ``{"sdp", "type": "offer"}`` -> ``{"sdp", "type": "answer", "id"}``. Token.
 - ``GET /webrtc/connections``, ``DELETE /webrtc/connections/{id}``. Token.
@@ -130,6 +130,7 @@ class Routes:
             },
             "stages": stages,
             "device": stats["device"],
+            "backends": stats.get("backends", {}),  # per stage: the provider / per-network backend really running
             "uptime_s": stats["uptime_s"],
             "server_uptime_s": round(time.monotonic() - self.started_mono, 3),
             "peers": len(self.registry),

@@ -27,6 +27,7 @@ from mirage_desktop.engine.frame import Frame
 from mirage_desktop.engine.sources import SourceError, load_image
 from mirage_desktop.engine.stage import Stage, StageUnavailable
 from mirage_desktop.models.registry import download_hint
+from mirage_desktop.liveportrait.backends import BackendUnavailable
 from mirage_desktop.liveportrait.crop import NETWORK_SIZE, limit_size
 from mirage_desktop.liveportrait.cropper import Cropper, SourceCrop
 from mirage_desktop.liveportrait.live_crop import LiveCropper
@@ -51,6 +52,10 @@ logger = logging.getLogger(__name__)
 CROP_SIZE = NETWORK_SIZE
 #: the driving crop is cut at this side, then resized (bilinear) to 256, as the official driving path does
 DRIVING_CROP_SIZE = 512
+#: the loading reason while the networks are exported or measured (once per machine and weights)
+OPTIMISING = "optimising for this computer (one time)"
+#: how often (seconds of capture time) the stage re-reads which backend runs each network
+BACKEND_CHECK_S = 2.0
 
 
 __all__ = ["AnimationOptionError", "AvatarError", "AvatarOptions", "AvatarStage", "PreparedAvatar"]
@@ -105,6 +110,10 @@ class AvatarStage(Stage):
         #: the device between steps), otherwise only the frame's total is reported there
         self.sub_timings = False
         self.timings: dict[str, float] = {}
+        #: network (F, M, W, G, stitching, lip, eye) -> "backend precision" running it now
+        self.backends: dict[str, str] = {}
+        self._backend_note = ""  # backend fallbacks and precision-guard switches: the reason while animating
+        self._backends_checked_t = 0.0
 
     # --------------------------------------------------------------------------------------------- controls
     def recalibrate(self) -> None:
@@ -160,9 +169,13 @@ class AvatarStage(Stage):
     def prepare(self) -> None:
         device = self.settings.resolved_device()
         try:
-            model = LivePortrait.load(self.settings.liveportrait_dir(), device=device, half=device == "cuda")
+            model = LivePortrait.load(self.settings.liveportrait_dir(), device=device,
+                                      backend=self.settings.liveportrait_backend,
+                                      precision=self.settings.liveportrait_precision, progress=self._progress)
         except LivePortraitLoadError as exc:
             raise StageUnavailable(str(exc), LIVEPORTRAIT.model_group) from exc  # names the file and the command
+        except (BackendUnavailable, ValueError) as exc:  # a backend or precision this machine cannot run
+            raise StageUnavailable(str(exc)) from exc
         except FileNotFoundError as exc:
             raise StageUnavailable(f"LivePortrait weights missing: {download_hint(LIVEPORTRAIT.model_group)}",
                                    LIVEPORTRAIT.model_group) from exc
@@ -174,6 +187,7 @@ class AvatarStage(Stage):
         if model.device.type == "cuda":
             model.warm_up()  # cuDNN picks its kernels now, not on the user's first frame (on a CPU it only costs)
         self.model = model
+        self._read_backends(model)
         try:
             portrait, face = self._read_portrait(self.avatar_path)
         except StageUnavailable as exc:
@@ -192,6 +206,7 @@ class AvatarStage(Stage):
         self.cropper = None
         self._avatar = None
         self._reference = None
+        self.backends, self._backend_note = {}, ""
         self._restart_driver()
 
     # --------------------------------------------------------------------------------------------- per frame
@@ -271,10 +286,23 @@ class AvatarStage(Stage):
         else:
             self.timings = {"avatar_ms": (t4 - t0) * 1e3}
         self._last_output, self._last_face_t = out, frame.t_capture
-        if self.reason:
-            self.reason = ""
+        if frame.t_capture >= self._backends_checked_t + BACKEND_CHECK_S:  # a guard may have switched a module
+            self._backends_checked_t = frame.t_capture
+            self._read_backends(model)
+        if self.reason != self._backend_note:
+            self.set_reason(self._backend_note)
         frame.image = out
         return frame
+
+    def _progress(self, message: str, fraction: float) -> None:
+        """One-time work at load (the ONNX export, measuring each backend): shown as the loading stage's reason."""
+        step = message.replace(" (one time)", "")
+        self.reason = f"{OPTIMISING}… {step[:1].lower()}{step[1:]}, {fraction:.0%}"
+
+    def _read_backends(self, model: LivePortrait) -> None:
+        """The module -> backend map for stats(), and the fallbacks and guard switches as the reason to show."""
+        self.backends, reasons = model.backend_status()
+        self._backend_note = "; ".join(reasons)
 
     def _mark(self, sync: bool) -> float:
         """A sub-timing mark; on CUDA it waits for the queued work first (only when sub-timings are asked for)."""
@@ -318,4 +346,6 @@ class AvatarStage(Stage):
         out: dict[str, Any] = {"avatar": str(avatar.path if avatar else self.avatar_path),
                                "calibrated": self._reference is not None}
         out.update({k: round(v, 3) for k, v in self.timings.items()})
+        if self.backends:
+            out["backend"] = dict(self.backends)  # module -> "backend precision" running it now
         return out

@@ -1,0 +1,24 @@
+"""Inference backends of the LivePortrait networks (PyTorch, ONNX Runtime) behind one interface; see base.py."""
+
+from mirage_desktop.liveportrait.backends.base import (
+    BACKENDS,
+    MODULES,
+    PRECISIONS,
+    BackendNetworks,
+    BackendUnavailable,
+    ModuleRunner,
+    Progress,
+)
+from mirage_desktop.liveportrait.backends.select import build_networks, resolve_precision
+
+__all__ = [
+    "BACKENDS",
+    "MODULES",
+    "PRECISIONS",
+    "BackendNetworks",
+    "BackendUnavailable",
+    "ModuleRunner",
+    "Progress",
+    "build_networks",
+    "resolve_precision",
+]
