@@ -194,7 +194,9 @@ class Soak:
         env = dict(os.environ)
         env.update({"PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
                     "MIRAGE_FAULTS": str(self.work / "ctl"), "MIRAGE_LOG_DIR": str(self.work / "logs"),
-                    "QT_QPA_PLATFORM": "offscreen"})
+                    "QT_QPA_PLATFORM": "offscreen",
+                    # an "auto" backend exports and measures once per machine: keep that in the soak's cache
+                    "MIRAGE_CACHE_DIR": str(a.cache / "backends")})
         for var in ("MIRAGE_ENABLE_SCRFD", "MIRAGE_ENABLE_LIVEPORTRAIT", "MIRAGE_SOURCE", "MIRAGE_AVATAR"):
             env.pop(var, None)
         self.recording += 1
@@ -203,7 +205,8 @@ class Soak:
                "--width", str(a.width), "--height", str(a.height), "--fps", str(a.fps),
                "--record", str(self.work / f"rec-{self.recording}.mp4"), "--virtual-camera",
                "--http-port", str(self.port), "--token", TOKEN, "--stats-json", str(self.work / "final.json"),
-               "--settings", str(self.work / "settings.json"), "--quiet", "--device", "cpu"]
+               "--settings", str(self.work / "settings.json"), "--quiet", "--device", "cpu",
+               "--backend", a.backend]
         self.log = open(self.work / "app.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         print(f"app pid {self.proc.pid} on port {self.port}; log {self.work / 'app.log'}", flush=True)
@@ -712,6 +715,9 @@ def main() -> int:
     p.add_argument("--minutes", type=float, required=True)
     p.add_argument("--json", type=Path, help="write the summary here")
     p.add_argument("--workdir", type=Path, help="keep logs, recordings and status here (default: a temp folder)")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "auto"),
+                   help="LivePortrait backend of the app (default torch: no one-time export and measuring, which "
+                        "takes minutes on a CPU; auto does it once, kept in --cache)")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "mirage-soak-cache",
                    help="where the synthetic LivePortrait weights are written once (520 MB)")
     p.add_argument("--enable", default="scrfd,liveportrait")
