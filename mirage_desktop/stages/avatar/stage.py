@@ -305,9 +305,10 @@ class AvatarStage(Stage):
         self._backend_note = "; ".join(reasons)
 
     def _mark(self, sync: bool) -> float:
-        """A sub-timing mark; on CUDA it waits for the queued work first (only when sub-timings are asked for)."""
-        if sync:
-            torch.cuda.synchronize()
+        """A sub-timing mark; on CUDA it waits for the model's device's queued work first (only when sub-timings are
+        asked for), so ``cuda:1`` is timed on its own device, not the thread's current one."""
+        if sync and self.model is not None:
+            torch.cuda.synchronize(self.model.device)
         return time.perf_counter()
 
     def _drive(self, model: LivePortrait, source: SourceState, driving: KpInfo, reference: KpInfo,
