@@ -18,6 +18,9 @@ into the app's log.
 ``--json`` writes exactly {"minutes", "rss_mb", "rss_slope_mb_per_h", "threads", "fds", "fps_out_min",
 "e2e_p95_ms_max", "faults": {name: {"injected", "recovered", "max_recovery_s"}}, "stalls", "crashes"}; the
 details (per-cycle RSS, slow stage frames, where the logs are) go to stdout and ``<workdir>/details.json``.
+A fault's recovery is the time from its end until the app works normally again: for a stage burst or an
+out-of-memory, until the stage starts the call that succeeds (so a backoff, a reload or a wedged worker counts);
+``fault_first_output_s`` in details.json adds that frame's compute time (on a 2-core CPU, 12-50 s of LivePortrait).
 SIGTERM, SIGINT or SIGHUP end the run early but cleanly: the app is stopped with SIGTERM and the JSON of what was
 measured is written (``minutes`` is then the time actually run), before the recordings are checked.
 """
@@ -52,6 +55,7 @@ SLOW_FRAME_LIMIT_S = 120.0  # a stage computing one frame longer than this count
 CENSUS_TYPES = ["RTCPeerConnection", "RTCRtpSender", "RTCRtpReceiver", "RTCDataChannel", "RTCSctpTransport",
                 "RTCDtlsTransport", "RTCIceTransport", "Peer", "EngineVideoTrack", "PeerSource", "Vp8Encoder",
                 "H264Encoder", "VideoFrame", "Frame", "ndarray", "Task", "Future", "socket"]
+CENSUS_HOLD_S = 90.0  # the longest wait for the asynchronous stage's frame in flight before a cycle's RSS
 WARMUP_S = 60.0  # model loading: not counted in fps_out_min
 
 
@@ -172,6 +176,12 @@ class Soak:
     fps_windows: list[float] = field(default_factory=list)
     e2e_p95_max: float = 0.0
     faults: dict[str, FaultTally] = field(default_factory=dict)
+    #: per stage fault kind: the longest wait for the stage's first output after the fault (its recovery plus the
+    #: frame's own compute time), in details.json beside the recoveries
+    first_output_s: dict[str, float] = field(default_factory=dict)
+    #: the app's own view of its memory (glibc heap in use / free, trims) beside each RSS sample: a leak grows
+    #: "in use", fragmentation grows "free"
+    heap: list[dict[str, Any]] = field(default_factory=list)
     stalls: int = 0
     stall_notes: list[str] = field(default_factory=list)
     crashes: int = 0
@@ -276,6 +286,8 @@ class Soak:
             if now >= next_proc:
                 next_proc = now + SAMPLE_S
                 sample = proc_sample(pid)
+                if st.get("host_memory"):
+                    self.heap.append({"t": round(self.elapsed(), 1), **st["host_memory"]})
                 if sample is not None:
                     self.rss_mb.append(sample[0])
                     self.rss_t.append(self.elapsed())
@@ -338,16 +350,21 @@ class Soak:
                 await asyncio.gather(*(c.leave(http, self.url) for c in ok), return_exceptions=True)
                 await asyncio.sleep(3.0)
                 tag = f"census#{len(self.cycle_rss) + 1}"
-                self.command("census", name=tag, types=CENSUS_TYPES)
-                if await self.until(lambda: any(e["name"] == tag for e in self.events), 10) is not None:
+                # the app parks its asynchronous stages between frames and trims its heap first, so every
+                # cycle's RSS is taken in the same state (a CPU LivePortrait frame in flight holds hundreds of MB)
+                self.command("census", name=tag, types=CENSUS_TYPES, hold_s=CENSUS_HOLD_S)
+                census = None
+                if await self.until(lambda: any(e["name"] == tag for e in self.events), CENSUS_HOLD_S + 10) is not None:
                     census = next(e for e in self.events if e["name"] == tag)
                     self.census.append({k: v for k, v in census["counts"].items() if v})
                     self.thread_names = census["threads"]
-                if self.rss_mb:
-                    self.cycle_rss.append(self.rss_mb[-1])
+                quiet = census is not None and census.get("held") and census.get("rss_mb") is not None
+                if quiet or self.rss_mb:
+                    rss = float(census["rss_mb"]) if quiet else self.rss_mb[-1]
+                    self.cycle_rss.append(rss)
                     print(f"t={self.elapsed():.0f}s cycle {len(self.cycle_rss)}: {len(ok)} viewers, "
-                          f"RSS {self.rss_mb[-1]:.0f} MB, threads {self.threads[-1]}, fds {self.fds[-1]}; "
-                          f"live {self.census[-1] if self.census else '?'}", flush=True)
+                          f"RSS {rss:.0f} MB{' (quiet)' if quiet else ''}, threads {self.threads[-1]}, "
+                          f"fds {self.fds[-1]}; live {self.census[-1] if self.census else '?'}", flush=True)
 
     @property
     def stages(self) -> list[str]:
@@ -430,7 +447,10 @@ class Soak:
                                 self.args.fault_timeout)
         if done is None:
             return None
-        return float(next(e for e in self.events if e["name"] == tag and e["event"] == "recovered")["recovery_s"])
+        event = next(e for e in self.events if e["name"] == tag and e["event"] == "recovered")
+        first = float(event.get("first_output_s", event["recovery_s"]))
+        self.first_output_s[op] = max(self.first_output_s.get(op, 0.0), first)
+        return float(event["recovery_s"])
 
     async def do_stage_burst(self, rng: random.Random) -> float | None:
         async with self.stage_lock:
@@ -752,7 +772,8 @@ def main() -> int:
     if soak.interrupted:
         print(f"stopped early by {soak.interrupted} after {soak.elapsed() / 60:.1f} min", flush=True)
     details = {"workdir": str(work), "cycle_rss_mb": soak.cycle_rss, "stall_notes": soak.stall_notes,
-               "slowest_stage_frame_s": round(soak.slowest_stage_frame_s, 1), "fps_out_windows": soak.fps_windows,
+               "slowest_stage_frame_s": round(soak.slowest_stage_frame_s, 1),
+               "fault_first_output_s": soak.first_output_s, "host_memory": soak.heap, "fps_out_windows": soak.fps_windows,
                "viewer_frames": soak.viewer_frames, "driver_replies": soak.driver_replies,
                "uncaught_in_log": uncaught, "recordings": check_recordings(work), "census_per_cycle": soak.census,
                "threads_at_end": soak.thread_names, "interrupted": soak.interrupted,

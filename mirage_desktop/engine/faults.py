@@ -71,7 +71,9 @@ def install(engine: Any, env: dict[str, str] | None = None) -> FaultInjector | N
 
 class _Burst:
     """Wraps one stage's ``process`` (an instance attribute, removed when done) to raise ``count`` times, then
-    records when the stage next processes a frame successfully: the recovery."""
+    records the recovery: how long after the last fault the stage was back at work on the call that succeeded
+    (``recovery_s``: any backoff, reload or wedged worker shows here), and when that call's output came
+    (``first_output_s``: plus the frame's own compute time, 12-50 s for LivePortrait on a 2-core CPU)."""
 
     def __init__(self, injector: FaultInjector, name: str, stage: Any, count: int, make: Callable[[], BaseException]):
         self.injector, self.name, self.stage, self.left, self.make = injector, name, stage, count, make
@@ -86,10 +88,12 @@ class _Burst:
             if self.left == 0:
                 self.injector.emit("injected", self.name, stage=self.stage.name)
             raise self.make()
+        t_start = time.monotonic()
         out = self.original(frame)
         del self.stage.process  # the class's method again
         self.injector.emit("recovered", self.name, stage=self.stage.name,
-                           recovery_s=round(time.monotonic() - self.t_last_fault, 3))
+                           recovery_s=round(t_start - self.t_last_fault, 3),
+                           first_output_s=round(time.monotonic() - self.t_last_fault, 3))
         return out
 
 
@@ -217,7 +221,11 @@ class FaultInjector:
         self.emit("done", "record", path=c["path"])
 
     def _op_census(self, c: dict[str, Any]) -> None:
-        """Live objects of the named classes after a full collection: which per-peer things outlive their peer."""
+        """Live objects of the named classes after a full collection (which per-peer things outlive their peer)
+        and the quiet memory; on a thread of its own, so the status file keeps coming meanwhile."""
+        threading.Thread(target=self._census, args=(c,), name="mirage-census", daemon=True).start()
+
+    def _census(self, c: dict[str, Any]) -> None:
         import gc
 
         wanted = set(c.get("types", ()))
@@ -227,8 +235,25 @@ class FaultInjector:
             name = type(obj).__name__
             if name in wanted:
                 counts[name] += 1
-        self.emit("census", c.get("name", "census"), counts=counts, threads=sorted(t.name for t in
-                                                                                  threading.enumerate()))
+        threads = sorted(t.name for t in threading.enumerate() if t is not threading.current_thread())
+        memory = self._quiet_memory(float(c.get("hold_s", 0.0)))
+        self.emit("census", c.get("name", "census"), counts=counts, threads=threads, **memory)
+
+    def _quiet_memory(self, hold_s: float) -> dict[str, Any]:
+        """RSS in the same state every time: the asynchronous stages parked between frames (up to ``hold_s`` for
+        the frame in flight), freed heap pages trimmed. Without it a CPU LivePortrait frame's activations (hundreds
+        of MB, live most of the time) make two samples differ more than any leak."""
+        if hold_s <= 0:
+            return {}
+        workers = list(getattr(self.engine, "_workers", {}).values())
+        held = [w.hold(hold_s) for w in workers]
+        try:
+            host = self.engine.metrics.host
+            host.trim()
+            return {"held": all(held), **host.snapshot()}
+        finally:
+            for w in workers:
+                w.release()
 
     # ----------------------------------------------------------------------------------------------- status
     def _busy_stage(self) -> str | None:
@@ -256,6 +281,7 @@ class FaultInjector:
                 "busy_stage": self._busy_stage(),
                 "stages": stages,
                 "outputs": stats["outputs"],
+                "host_memory": stats.get("host_memory", {}),
             }
             tmp = self.folder / "status.json.tmp"
             tmp.write_text(json.dumps(status, default=str), encoding="utf-8")

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mirage_desktop.engine.host_memory import HostMemory
+
 logger = logging.getLogger(__name__)
 
 #: Histogram bucket upper bounds in seconds: fine below one 30 fps frame interval, coarse above.
@@ -183,7 +185,7 @@ class SplitCounter:
 
 
 class EngineMetrics:
-    """All the engine's numbers: per-stage and end-to-end latency, frame counters, rates, GPU memory."""
+    """All the engine's numbers: per-stage and end-to-end latency, frame counters, rates, GPU and host memory."""
 
     def __init__(self, window: int = 600) -> None:
         self._window = window
@@ -196,6 +198,7 @@ class EngineMetrics:
         self.fps_in = RateMeter()
         self.fps_out = RateMeter()
         self.gpu = GpuMemory()
+        self.host = HostMemory()
         self.started = time.perf_counter()
 
     @property

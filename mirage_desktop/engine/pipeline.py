@@ -146,12 +146,14 @@ class Engine:
         ]
         for t in self._threads:
             t.start()
+        self.metrics.host.start()
 
     def stop(self, close_outputs: bool = True, timeout: float = 60.0) -> None:
         """Stop the threads, release the source and (by default) close every output.
 
         Waits for the frames in flight (a CPU-only LivePortrait frame can take seconds) up to ``timeout``."""
         self._stop.set()
+        self.metrics.host.stop()
         self._capture_slot.close()
         self._output_slot.close()
         for worker in self._workers.values():
@@ -335,6 +337,7 @@ class Engine:
             "stages": stages,
             "end_to_end": m.end_to_end.summary(),
             "gpu_memory": m.gpu.snapshot(),
+            "host_memory": m.host.snapshot(),
             "outputs": outputs,
             # what really runs each stage's networks (a stage's "backend" stat): a fallback is visible here
             "backends": {name: st["backend"] for name, st in stages.items() if st.get("backend")},
