@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from mirage_desktop.config import (
     ANIMATION_DEFAULTS,
+    LIVEPORTRAIT_BACKENDS,
+    LIVEPORTRAIT_PRECISIONS,
     Settings,
     animation_options,
     bundled_avatar,
@@ -175,6 +177,27 @@ class Session:
         if self.remote is None and self.has_stage(name):
             self.engine.stage(name).reset()
             self.set_stage_enabled(name, True)
+
+    def inference(self) -> tuple[str, str]:
+        """The Animate stage's chosen (backend, precision), as in the settings."""
+        return self.settings.liveportrait_backend, self.settings.liveportrait_precision
+
+    def set_inference(self, backend: str, precision: str) -> bool:
+        """Run the Animate stage's networks on ``backend`` at ``precision`` from now on (remembered in the
+        settings) and reload the stage if either changed; True when it reloads. ValueError names the choices.
+        Blocks while the stage is loading (a first "auto" measures for minutes on a CPU): call it off the GUI
+        thread. A remote engine keeps its own choice (its ``--backend``)."""
+        if backend not in LIVEPORTRAIT_BACKENDS or precision not in LIVEPORTRAIT_PRECISIONS:
+            raise ValueError(f"backend must be one of {', '.join(LIVEPORTRAIT_BACKENDS)} and precision one of "
+                             f"{', '.join(LIVEPORTRAIT_PRECISIONS)}; got {backend!r}, {precision!r}")
+        if (backend, precision) == self.inference():
+            return False
+        self.settings.liveportrait_backend, self.settings.liveportrait_precision = backend, precision
+        stage = self.avatar_stage
+        if stage is None:
+            return False
+        stage.reset()  # the next frame builds the networks again with the new choice
+        return True
 
     @property
     def avatar_stage(self) -> AvatarStage | None:

@@ -26,6 +26,7 @@ from mirage_desktop.engine.stage import StageStatus
 from mirage_desktop.stages.specs import STAGE_SPECS, stage_spec
 from mirage_desktop.ui.animation_panel import AnimationPanel
 from mirage_desktop.ui.avatar_picker import AvatarPicker
+from mirage_desktop.ui.inference import InferenceChooser
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,8 @@ class ControlsPanel(QWidget):
         recal_row.addStretch(1)
         recal_row.addWidget(key)
         models.body.addLayout(recal_row)
+        self.inference = InferenceChooser()
+        models.body.addWidget(self.inference)
         layout.addWidget(models)
 
         # Animation (folds away)

@@ -237,6 +237,7 @@ class MainWindow(QMainWindow):
         c.download_requested.connect(self.download_models)
         c.recalibrate_requested.connect(self.recalibrate)
         c.inset_toggled.connect(self.set_inset_visible)
+        c.inference.changed.connect(self.set_inference)
         c.animation.changed.connect(self.set_animation_option)
         c.animation.reset_requested.connect(self.reset_animation)
         c.animation.expanded_changed.connect(self._on_animation_folded)
@@ -269,6 +270,14 @@ class MainWindow(QMainWindow):
         self.avatar_picker.refresh(self.settings.avatar)
         self.animation.show_options(self.settings.animation)
         self.animation.set_supported(self.session.supported_animation_options())
+        inference = self.controls.inference
+        inference.show_choice(*self.session.inference())
+        local = self.remote is None and self.session.avatar_stage is not None
+        inference.setEnabled(local)
+        if not local:
+            inference.show_running(None)
+            inference.setToolTip("A remote engine runs its networks as its own --backend and --precision say"
+                                 if self.remote is not None else "Animate is not available in this build.")
 
     def _show_stage(self, name: str) -> None:
         self.controls.stages[name].show_status(self.session.stage_enabled(name), self.session.stage_status(name))
@@ -361,6 +370,8 @@ class MainWindow(QMainWindow):
                 continue
             enabled, status = self.session.stage_enabled(name), self.session.stage_status(name)
             self.controls.stages[name].show_status(enabled, status)
+        if self.remote is None:
+            self.controls.inference.show_running(stats.get("backends", {}).get("liveportrait"))
             if enabled and status.reason and not reason:
                 reason = f"{stage_spec(name).label}: {status.reason}"
         if self.remote is not None:  # where the device would be: the round trip to the remote engine
@@ -442,6 +453,24 @@ class MainWindow(QMainWindow):
             self.remote.recalibrate()
             return
         self.show_message(*self.session.recalibrate())
+
+    @Slot(str, str)
+    def set_inference(self, backend: str, precision: str) -> None:
+        """Backend or precision of the avatar's networks changed: remembered now; the stage reloads off the GUI
+        thread (it may first finish a load in progress) and says "loading..." meanwhile."""
+        if self.remote is not None or self.session.avatar_stage is None:
+            return
+
+        def done(reloads: object) -> None:
+            self.save()
+            if reloads:
+                self.show_message("info", "Reloading the avatar's networks with the new choice...", 5_000)
+
+        def failed(exc: BaseException) -> None:
+            self.show_message("error", str(exc))
+            self.controls.inference.show_choice(*self.session.inference())
+
+        self.pool.run(lambda: self.session.set_inference(backend, precision), on_result=done, on_error=failed)
 
     # ================================================================================================ animation
     @Slot(str, object)
