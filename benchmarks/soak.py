@@ -187,6 +187,7 @@ class Soak:
     crashes: int = 0
     slowest_stage_frame_s: float = 0.0
     cycle_rss: list[float] = field(default_factory=list)
+    quiet_rss: list[tuple[float, float]] = field(default_factory=list)  # (t, RSS) of the quiet cycle samples
     viewer_frames: int = 0
     driver_replies: int = 0
     t_start: float = 0.0
@@ -362,6 +363,8 @@ class Soak:
                 if quiet or self.rss_mb:
                     rss = float(census["rss_mb"]) if quiet else self.rss_mb[-1]
                     self.cycle_rss.append(rss)
+                    if quiet:
+                        self.quiet_rss.append((self.elapsed(), rss))
                     print(f"t={self.elapsed():.0f}s cycle {len(self.cycle_rss)}: {len(ok)} viewers, "
                           f"RSS {rss:.0f} MB{' (quiet)' if quiet else ''}, threads {self.threads[-1]}, "
                           f"fds {self.fds[-1]}; live {self.census[-1] if self.census else '?'}", flush=True)
@@ -606,8 +609,22 @@ class Soak:
         needles = ("Exception in thread", "Fatal Python error", "Segmentation fault")
         return [line for line in text.splitlines() if any(n in line for n in needles)]
 
+    def growth(self) -> dict[str, float | None]:
+        """Slopes (MB/h, after the first 5 minutes) of what should not grow, beside the raw RSS one: the quiet
+        per-cycle RSS (stage parked, heap trimmed) and the heap in use; a leak raises all three, heap churn
+        between two trims only the raw one."""
+        cut = self.slope_cut()
+        heap = [(float(h["t"]), float(h["heap_in_use_mb"])) for h in self.heap
+                if h.get("heap_in_use_mb") is not None and h["t"] >= cut]
+        quiet = [p for p in self.quiet_rss if p[0] >= cut]
+        return {"quiet_rss_slope_mb_per_h": round(slope(quiet) * 3600.0, 2) if len(quiet) >= 3 else None,
+                "heap_in_use_slope_mb_per_h": round(slope(heap) * 3600.0, 2) if len(heap) >= 3 else None}
+
+    def slope_cut(self) -> float:
+        return min(300.0, self.args.minutes * 60.0 / 3)  # the hour's goal counts after 5 minutes
+
     def summary(self) -> dict[str, Any]:
-        cut = min(300.0, self.args.minutes * 60.0 / 3)  # the hour's goal counts after 5 minutes
+        cut = self.slope_cut()
         pts = [(t, r) for t, r in zip(self.rss_t, self.rss_mb) if t >= cut]
         return {
             "minutes": round(self.elapsed() / 60.0, 2) if self.interrupted else self.args.minutes,
@@ -773,7 +790,7 @@ def main() -> int:
         print(f"stopped early by {soak.interrupted} after {soak.elapsed() / 60:.1f} min", flush=True)
     details = {"workdir": str(work), "cycle_rss_mb": soak.cycle_rss, "stall_notes": soak.stall_notes,
                "slowest_stage_frame_s": round(soak.slowest_stage_frame_s, 1),
-               "fault_first_output_s": soak.first_output_s, "host_memory": soak.heap, "fps_out_windows": soak.fps_windows,
+               "fault_first_output_s": soak.first_output_s, **soak.growth(), "host_memory": soak.heap, "fps_out_windows": soak.fps_windows,
                "viewer_frames": soak.viewer_frames, "driver_replies": soak.driver_replies,
                "uncaught_in_log": uncaught, "recordings": check_recordings(work), "census_per_cycle": soak.census,
                "threads_at_end": soak.thread_names, "interrupted": soak.interrupted,
@@ -784,7 +801,7 @@ def main() -> int:
                  threads_min_max=[min(soak.threads, default=0), max(soak.threads, default=0)],
                  fds_min_max=[min(soak.fds, default=0), max(soak.fds, default=0)])
     print(json.dumps(brief, indent=2))
-    print(json.dumps({k: v for k, v in details.items() if k != "fps_out_windows"}, indent=2))
+    print(json.dumps({k: v for k, v in details.items() if k not in ("fps_out_windows", "host_memory")}, indent=2))
     return 0 if summary["crashes"] == 0 else 1
 
 
