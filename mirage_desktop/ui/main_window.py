@@ -370,10 +370,10 @@ class MainWindow(QMainWindow):
                 continue
             enabled, status = self.session.stage_enabled(name), self.session.stage_status(name)
             self.controls.stages[name].show_status(enabled, status)
-        if self.remote is None:
-            self.controls.inference.show_running(stats.get("backends", {}).get("liveportrait"))
             if enabled and status.reason and not reason:
                 reason = f"{stage_spec(name).label}: {status.reason}"
+        if self.remote is None:
+            self.controls.inference.show_running(stats.get("backends", {}).get("liveportrait"))
         if self.remote is not None:  # where the device would be: the round trip to the remote engine
             self.status_device.setText(self.remote.status_text())
             refused = self.remote.auth_message()
