@@ -20,44 +20,18 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QPoint, Qt
 
-from mirage_desktop.config import ANIMATION_DEFAULTS, Settings, animation_options, bundled_avatar, load_settings
-from mirage_desktop.ui.app import create_application
+from mirage_desktop.config import ANIMATION_DEFAULTS, animation_options, bundled_avatar, load_settings
 from mirage_desktop.ui.main_window import MainWindow
-
-WAIT_MS = 20_000
-
-
-def _settings(tmp_path: Path) -> Settings:
-    settings = load_settings()
-    settings.output_width, settings.output_height, settings.fps = 320, 240, 15.0
-    settings.avatar_dir = tmp_path / "avatars"
-    settings.device = "cpu"
-    return settings
-
-
-def _open(qtbot, settings: Settings, painted: int = 2) -> MainWindow:  # type: ignore[no-untyped-def]
-    create_application()
-    window = MainWindow(settings)
-    qtbot.addWidget(window)
-    window.resize(1100, 760)
-    window.show()
-    qtbot.waitExposed(window)
-    window.activateWindow()
-    window.start()
-    qtbot.waitUntil(lambda: window.preview.painted >= painted, timeout=WAIT_MS)
-    return window
-
+from ui_helpers import WAIT_MS
+from ui_helpers import open_window as _open
+from ui_helpers import saved_settings as _saved
+from ui_helpers import window_settings as _settings
 
 def _stage_options(window: MainWindow):  # type: ignore[no-untyped-def]
     stage = window.session.avatar_stage
     if stage is None:
         pytest.skip("the avatar stage is not in this build")
     return stage.options
-
-
-def _saved() -> dict:
-    path = Path(os.environ["MIRAGE_SETTINGS"])
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 # ------------------------------------------------------------------------------------------------ settings

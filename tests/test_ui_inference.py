@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -12,32 +11,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from mirage_desktop.config import load_settings
-from mirage_desktop.ui.app import create_application
 from mirage_desktop.ui.inference import describe_backends
-from mirage_desktop.ui.main_window import MainWindow
-
-WAIT_MS = 20_000
-
-
-def _open(qtbot, tmp_path: Path) -> MainWindow:  # type: ignore[no-untyped-def]
-    settings = load_settings()
-    settings.output_width, settings.output_height, settings.fps = 320, 240, 15.0
-    settings.avatar_dir = tmp_path / "avatars"
-    settings.device = "cpu"
-    create_application()
-    window = MainWindow(settings)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    window.start()
-    qtbot.waitUntil(lambda: window.preview.painted >= 2, timeout=WAIT_MS)
-    return window
-
-
-def _saved() -> dict:
-    path = Path(os.environ["MIRAGE_SETTINGS"])
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+from ui_helpers import open_window, saved_settings, window_settings
 
 
 def test_running_line_groups_the_networks_by_engine() -> None:
@@ -50,7 +25,7 @@ def test_running_line_groups_the_networks_by_engine() -> None:
 
 
 def test_choosing_a_backend_is_remembered_and_reloads_the_avatar(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    window = _open(qtbot, tmp_path)
+    window = open_window(qtbot, window_settings(tmp_path), painted=2)
     stage = window.session.avatar_stage
     if stage is None:
         pytest.skip("the avatar stage is not in this build")
@@ -62,21 +37,21 @@ def test_choosing_a_backend_is_remembered_and_reloads_the_avatar(qtbot, tmp_path
     stage.release = lambda: (released.append(True), original())[1]  # type: ignore[method-assign]
     chooser.backend.setCurrentIndex(chooser.backend.findData("onnxruntime"))
     chooser.backend.activated.emit(chooser.backend.currentIndex())
-    qtbot.waitUntil(lambda: _saved().get("liveportrait_backend") == "onnxruntime", timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: saved_settings().get("liveportrait_backend") == "onnxruntime", timeout=20_000)
     assert released  # the stage forgot its networks: the next frame builds them with the new choice
     assert stage.settings.liveportrait_backend == "onnxruntime"
     chooser.precision.setCurrentIndex(chooser.precision.findData("fp32"))
     chooser.precision.activated.emit(chooser.precision.currentIndex())
-    qtbot.waitUntil(lambda: _saved().get("liveportrait_precision") == "fp32", timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: saved_settings().get("liveportrait_precision") == "fp32", timeout=20_000)
     window.close()
 
-    again = _open(qtbot, tmp_path)
+    again = open_window(qtbot, window_settings(tmp_path), painted=2)
     assert again.controls.inference.value() == ("onnxruntime", "fp32")
     again.close()
 
 
 def test_a_bad_choice_is_refused_with_the_choices_named(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    window = _open(qtbot, tmp_path)
+    window = open_window(qtbot, window_settings(tmp_path), painted=2)
     with pytest.raises(ValueError, match="auto, torch, onnxruntime"):
         window.session.set_inference("tensorrt-please", "fp32")
     window.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -18,50 +17,20 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QFileDialog
 
-from mirage_desktop.config import Settings, bundled_avatar, load_settings
+from mirage_desktop.config import bundled_avatar
 from mirage_desktop.engine.frame import Frame
 from mirage_desktop.ui.app import create_application
 from mirage_desktop.ui.avatars import unique_destination
 from mirage_desktop.ui.main_window import MainWindow
 from mirage_desktop.ui.preview import FrameBridge, qimage_view
-
-WAIT_MS = 20_000
-
-
-def _settings_path() -> Path:
-    return Path(os.environ["MIRAGE_SETTINGS"])
-
-
-def _settings(tmp_path: Path) -> Settings:
-    """What the app would load, at 320x240 to keep the CPU low, with folders in tmp_path."""
-    settings = load_settings()
-    settings.output_width, settings.output_height, settings.fps = 320, 240, 15.0
-    settings.avatar_dir = tmp_path / "avatars"
-    settings.device = "cpu"
-    return settings
-
-
-def _open(qtbot, settings: Settings) -> MainWindow:  # type: ignore[no-untyped-def]
-    create_application()
-    window = MainWindow(settings)
-    qtbot.addWidget(window)  # closed (and its engine stopped) at teardown even when a test fails
-    if "geometry" not in settings.ui:
-        window.resize(1100, 760)
-    window.show()
-    qtbot.waitExposed(window)
-    window.activateWindow()
-    window.start()
-    qtbot.waitUntil(lambda: window.preview.painted >= 3, timeout=WAIT_MS)
-    return window
-
+from ui_helpers import WAIT_MS
+from ui_helpers import open_window as _open
+from ui_helpers import saved_settings as _saved
+from ui_helpers import window_settings as _settings
 
 @pytest.fixture()
 def window(qtbot, tmp_path: Path) -> MainWindow:  # type: ignore[no-untyped-def]
     return _open(qtbot, _settings(tmp_path))
-
-
-def _saved() -> dict:
-    return json.loads(_settings_path().read_text(encoding="utf-8"))
 
 
 def _key(qtbot, window: MainWindow, key: Qt.Key, modifier: Qt.KeyboardModifier = Qt.KeyboardModifier.NoModifier) -> None:  # type: ignore[no-untyped-def]
@@ -168,7 +137,8 @@ def test_shortcuts(qtbot, window: MainWindow, tmp_path: Path, monkeypatch: pytes
     copied = window.settings.avatar_dir / "new face.png"
     qtbot.waitUntil(lambda: window.settings.avatar == copied, timeout=WAIT_MS)
     assert copied.read_bytes() == portrait.read_bytes()
-    assert copied in window.avatar_picker.paths()
+    # the session sets the avatar on a pool thread; the gallery shows it when the result reaches the GUI thread
+    qtbot.waitUntil(lambda: copied in window.avatar_picker.paths(), timeout=WAIT_MS)
     # F11: full-screen preview and back
     _key(qtbot, window, Qt.Key.Key_F11)
     qtbot.waitUntil(window.isFullScreen, timeout=WAIT_MS)
