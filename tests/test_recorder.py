@@ -15,6 +15,7 @@ import pytest
 from mirage_desktop.engine import faults
 from mirage_desktop.engine.frame import Frame
 from mirage_desktop.outputs.recorder import Recorder, RecorderError
+from recording_helpers import decoded_frames
 
 FPS = 30
 
@@ -26,17 +27,6 @@ def frame(i: int, size: tuple[int, int] = (320, 240)) -> Frame:
     y = np.arange(h, dtype=np.uint16)[:, None, None]
     image = ((x + y + 4 * i) % 256).astype(np.uint8).repeat(3, axis=2)
     return Frame(image=image, index=i, t_capture=time.perf_counter(), camera=image)
-
-
-def decoded(path: Path) -> int:
-    n = 0
-    with av.open(str(path)) as container:
-        try:
-            for _ in container.decode(video=0):
-                n += 1
-        except av.error.InvalidDataError:  # the fragment cut by the failure
-            pass
-    return n
 
 
 def wait_written(rec: Recorder, n: int) -> None:
@@ -62,7 +52,7 @@ def test_injected_disk_full_stops_the_recorder_not_the_caller(tmp_path: Path, mo
     assert time.monotonic() - t0 < 30
     assert rec.error is not None and "disk is full" in rec.error and "Free some space" in rec.error
     assert reasons == [rec.error]
-    assert decoded(tmp_path / "out.mp4") >= before - FPS - 8  # all but the fragment in progress plays
+    assert decoded_frames(tmp_path / "out.mp4") >= before - FPS - 8  # all but the fragment in progress plays
 
 
 def test_real_full_disk_on_a_small_tmpfs(tmp_path: Path) -> None:
@@ -79,7 +69,7 @@ def test_real_full_disk_on_a_small_tmpfs(tmp_path: Path) -> None:
             rec.send(frame(i, (640, 360)))
         rec.close()
         assert rec.error is not None and "disk is full" in rec.error, rec.stats()
-        assert 0 < decoded(mount / "out.mp4") < rec.frames_written
+        assert 0 < decoded_frames(mount / "out.mp4") < rec.frames_written
     finally:
         subprocess.run(["umount", str(mount)], check=False)
 
@@ -110,17 +100,22 @@ def test_fragment_every_second_while_recording(tmp_path: Path) -> None:
     assert len(keys) == 4 * FPS and sum(keys) == 4  # a keyframe (and fragment) each second
 
 
+def send_slowly(rec: Recorder, n: int) -> None:
+    """``n`` frames captured half a second apart (a slow stage), handed over quickly."""
+    t0 = time.perf_counter()
+    for i in range(n):
+        f = frame(i)
+        f.t_capture = t0 + 0.5 * i
+        rec.send(f)
+        time.sleep(0.02)
+
+
 def test_a_slow_engine_still_gives_a_recording_as_long_as_the_run(tmp_path: Path) -> None:
     """Frames half a second apart (a slow stage) keep their capture times: each plays until the next one, and the
     file lasts as long as the run, not 10 frames / 30 fps. PyAV's frame times are the oracle."""
     path = tmp_path / "out.mp4"
     rec = Recorder(path, fps=FPS)
-    t0 = time.perf_counter()
-    for i in range(10):
-        f = frame(i)
-        f.t_capture = t0 + 0.5 * i
-        rec.send(f)
-        time.sleep(0.02)
+    send_slowly(rec, 10)
     rec.close()
     with av.open(str(path)) as container:
         times = [f.time for f in container.decode(video=0)]
@@ -133,18 +128,13 @@ def test_slow_frames_are_on_disk_within_a_second_of_video(tmp_path: Path) -> Non
     nothing back, so a copy of the file taken while recording (what a kill leaves) already plays almost all."""
     path = tmp_path / "out.mp4"
     rec = Recorder(path, fps=FPS)
-    t0 = time.perf_counter()
-    for i in range(8):
-        f = frame(i)
-        f.t_capture = t0 + 0.5 * i
-        rec.send(f)
-        time.sleep(0.02)
+    send_slowly(rec, 8)
     wait_written(rec, 8)
     time.sleep(1.5)  # the once-a-second flush
     snapshot = tmp_path / "killed.mp4"
     snapshot.write_bytes(path.read_bytes())
     rec.close()
-    assert decoded(snapshot) >= 6  # at most the last second (2 frames here) missing
+    assert decoded_frames(snapshot) >= 6  # at most the last second (2 frames here) missing
     with av.open(str(path)) as container:
         keys = [f.key_frame for f in container.decode(video=0)]
     assert len(keys) == 8 and sum(keys) >= 4

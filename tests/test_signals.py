@@ -8,11 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
 import pytest
+from recording_helpers import decoded_frames
 
 REPO = Path(__file__).resolve().parents[1]
 FPS = 30
@@ -37,18 +37,6 @@ def wait_for_status_lines(proc: subprocess.Popen[str], n: int) -> list[str]:
         if line.startswith("fps"):
             lines.append(line)
     return lines
-
-
-def decoded_frames(path: Path) -> int:
-    """Frames PyAV decodes; a file cut mid-fragment (kill -9) ends in one undecodable packet, which is allowed."""
-    n = 0
-    with av.open(str(path)) as container:
-        try:
-            for _ in container.decode(video=0):
-                n += 1
-        except av.error.InvalidDataError:
-            pass
-    return n
 
 
 def frames_out(status_line: str) -> int:
