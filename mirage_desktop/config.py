@@ -270,6 +270,12 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
         raise ConfigError(f"Invalid value for {name} (from {origin}): {exc}. Fix or remove it.") from exc
 
 
+def checked_setting(name: str, value: Any, origin: str) -> Any:
+    """``value`` as setting ``name`` takes it (the same check as for the file and the environment), or ConfigError
+    naming the setting, the choices and ``origin``."""
+    return _coerce(name, value, origin)
+
+
 def load_settings(
     path: Path | None = None, env: Mapping[str, str] | None = None, *, use_file: bool = True
 ) -> Settings:

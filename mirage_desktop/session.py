@@ -27,12 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from mirage_desktop.config import (
     ANIMATION_DEFAULTS,
-    LIVEPORTRAIT_BACKENDS,
-    LIVEPORTRAIT_PRECISIONS,
     Settings,
     animation_options,
     bundled_avatar,
     check_animation_option,
+    checked_setting,
     save_settings,
 )
 from mirage_desktop.engine.pipeline import Engine
@@ -184,12 +183,11 @@ class Session:
 
     def set_inference(self, backend: str, precision: str) -> bool:
         """Run the Animate stage's networks on ``backend`` at ``precision`` from now on (remembered in the
-        settings) and reload the stage if either changed; True when it reloads. ValueError names the choices.
+        settings) and reload the stage if either changed; True when it reloads. ConfigError names the choices.
         Blocks while the stage is loading (a first "auto" measures for minutes on a CPU): call it off the GUI
         thread. A remote engine keeps its own choice (its ``--backend``)."""
-        if backend not in LIVEPORTRAIT_BACKENDS or precision not in LIVEPORTRAIT_PRECISIONS:
-            raise ValueError(f"backend must be one of {', '.join(LIVEPORTRAIT_BACKENDS)} and precision one of "
-                             f"{', '.join(LIVEPORTRAIT_PRECISIONS)}; got {backend!r}, {precision!r}")
+        backend = checked_setting("liveportrait_backend", backend, "the window")
+        precision = checked_setting("liveportrait_precision", precision, "the window")
         if (backend, precision) == self.inference():
             return False
         self.settings.liveportrait_backend, self.settings.liveportrait_precision = backend, precision
