@@ -1,7 +1,7 @@
 """Speed and memory of our LivePortrait networks: F, M, W, G, stitching and one driven frame, per backend.
 
     python benchmarks/liveportrait.py [--weights DIR] [--device cpu|cuda] [--backend torch|onnxruntime|auto]
-        [--precision fp32|bf16|fp16] [--half] [--runs 5] [--threads 2] [--json OUT] [--no-baseline]
+        [--precision fp32|bf16|fp16] [--half] [--runs 5] [--threads 2] [--json OUT] [--no-baseline] [--steady SECONDS]
 
 Without ``--weights`` it writes the conformance kit's synthetic checkpoints (``../shared/liveportrait``) to a
 temporary folder; weight values do not change the speed. The chosen backend/precision is timed interleaved with plain
@@ -11,6 +11,12 @@ multiply-accumulates per call (so machines of different speed can be compared: t
 work), the process's peak memory so far (RSS on CPU, torch's peak allocation on CUDA), next to the kit README's CPU
 baseline for the official modules (2-vCPU AMD EPYC, torch 2.13 CPU, 2 threads). ``--json OUT`` writes
 ``{"driven_frame_ms", "modules": {"F", "M", "W", "G"}, "backend": {module: backend}, "precision"}`` of the candidate.
+
+``--steady SECONDS`` instead drives frames back to back for that long on a worker thread, as the engine's avatar
+stage does, with the engine's heap trim thread running, and samples RSS every 0.25 s from a second thread: it prints
+the frame median and the resident size's mean, spread and range over the last two thirds. That spread is what the
+soak's raw RSS samples carry (PyTorch on a CPU allocates and frees a frame's activations in the heap; ONNX Runtime
+plans them once in its arena).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +37,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from mirage_desktop.engine.host_memory import HostMemory, rss_bytes
 from mirage_desktop.liveportrait.backends import build_networks
 from mirage_desktop.liveportrait.backends.torch_backend import check_device
 from mirage_desktop.liveportrait.loader import load_networks
@@ -103,6 +111,42 @@ def cases(lp: LivePortrait, src: torch.Tensor, drv: torch.Tensor) -> dict[str, C
     }
 
 
+def steady(frame: Callable[[], object], seconds: float) -> dict[str, float]:
+    """Frames back to back on a worker thread for ``seconds`` (the trim thread on), RSS sampled every 0.25 s."""
+    samples: list[tuple[float, float]] = []
+    times: list[float] = []
+    done = threading.Event()
+    host = HostMemory()
+
+    def sample() -> None:
+        t0 = time.monotonic()
+        while not done.wait(0.25):
+            rss = rss_bytes()
+            if rss is not None:
+                samples.append((time.monotonic() - t0, rss / 2**20))
+
+    def work() -> None:
+        with torch.inference_mode():
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                start = time.perf_counter()
+                frame()
+                times.append((time.perf_counter() - start) * 1000)
+
+    threads = [threading.Thread(target=sample, daemon=True), threading.Thread(target=work)]
+    host.start()
+    for t in threads:
+        t.start()
+    threads[1].join()
+    done.set()
+    threads[0].join()
+    host.stop()
+    settled = [r for t, r in samples if t >= seconds / 3] or [r for _, r in samples]  # after the first frames
+    return {"frames": len(times), "frame_ms": statistics.median(times[1:] or times),
+            "rss_mean_mb": statistics.fmean(settled), "rss_std_mb": statistics.pstdev(settled),
+            "rss_min_mb": min(settled), "rss_max_mb": max(settled), "trims": host.trims}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, help="official tree or flat folder (default: synthetic kit weights)")
@@ -115,6 +159,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path, metavar="OUT", help="write the candidate's medians as JSON")
     ap.add_argument("--no-baseline", action="store_true", help="skip the interleaved PyTorch fp32 baseline")
     ap.add_argument("--cache-dir", type=Path, help="ONNX/measurement cache (default: the user cache dir)")
+    ap.add_argument("--steady", type=float, metavar="SECONDS",
+                    help="drive frames for this long and report how steady the resident size is (no timing table)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     precision = args.precision or ("fp16" if args.half else "fp32")
@@ -133,7 +179,7 @@ def main() -> int:
         build_networks(nets, dev, args.backend, precision, cache_dir=args.cache_dir, progress=progress), dev
     )
     build_s = time.perf_counter() - t0
-    base = None if args.no_baseline else LivePortrait(build_networks(nets, dev, "torch", "fp32"), dev)
+    base = None if args.no_baseline or args.steady else LivePortrait(build_networks(nets, dev, "torch", "fp32"), dev)
     rng = np.random.default_rng(0)
     if KIT.is_dir():
         with np.load(KIT / "golden" / "inputs.npz") as data:
@@ -153,6 +199,14 @@ def main() -> int:
     print("modules: " + ", ".join(f"{m}={c}" for m, c in chosen.items()))
     for reason in lp.networks.all_reasons():
         print(f"note: {reason}")
+    if args.steady:
+        got = steady(cand_cases["driven frame"], args.steady)
+        print(f"{got['frames']} driven frames in {args.steady:g} s, median {got['frame_ms']:.0f} ms; RSS after the "
+              f"first third: mean {got['rss_mean_mb']:.0f} MB, spread (std) {got['rss_std_mb']:.1f} MB, "
+              f"{got['rss_min_mb']:.0f}-{got['rss_max_mb']:.0f} MB; {got['trims']} heap trims")
+        if args.json:
+            args.json.write_text(json.dumps({**got, "backend": {m: chosen[m].split()[0] for m in chosen}}) + "\n")
+        return 0
     mem = "peak alloc MB" if dev.type == "cuda" else "peak RSS MB"
     print(
         f"{'module':<13} {'median ms':>10} {'min ms':>9} {'max ms':>9} {'torch32 ms':>10} {'ratio':>6} {mem:>13} "
