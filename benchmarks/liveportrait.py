@@ -14,7 +14,8 @@ baseline for the official modules (2-vCPU AMD EPYC, torch 2.13 CPU, 2 threads). 
 
 ``--steady SECONDS`` instead drives frames back to back for that long on a worker thread, as the engine's avatar
 stage does, with the engine's heap trim thread running, and samples RSS every 0.25 s from a second thread: it prints
-the frame median and the resident size's mean, spread and range over the last two thirds. That spread is what the
+the frame median and the resident size's mean, spread and range over the last two thirds (``--json OUT`` then
+writes those figures and the backends). That spread is what the
 soak's raw RSS samples carry (PyTorch on a CPU allocates and frees a frame's activations in the heap; ONNX Runtime
 plans them once in its arena).
 """
@@ -191,6 +192,7 @@ def main() -> int:
         cand_cases = cases(lp, src, drv)
         base_cases = cases(base, src, drv) if base is not None else {}
     chosen = lp.networks.choices()
+    backends = {m: chosen[m].split()[0] for m in chosen}
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(
         f"device {name}, torch {torch.__version__}, backend {args.backend}, precision {precision}, "
@@ -205,7 +207,7 @@ def main() -> int:
               f"first third: mean {got['rss_mean_mb']:.0f} MB, spread (std) {got['rss_std_mb']:.1f} MB, "
               f"{got['rss_min_mb']:.0f}-{got['rss_max_mb']:.0f} MB; {got['trims']} heap trims")
         if args.json:
-            args.json.write_text(json.dumps({**got, "backend": {m: chosen[m].split()[0] for m in chosen}}) + "\n")
+            args.json.write_text(json.dumps({**got, "backend": backends}) + "\n")
         return 0
     mem = "peak alloc MB" if dev.type == "cuda" else "peak RSS MB"
     print(
@@ -234,7 +236,7 @@ def main() -> int:
         out = {
             "driven_frame_ms": round(medians["driven frame"], 3),
             "modules": {m: round(medians[m], 3) for m in ("F", "M", "W", "G")},
-            "backend": {m: chosen[m].split()[0] for m in chosen},
+            "backend": backends,
             "precision": precision,
         }
         args.json.write_text(json.dumps(out, indent=1) + "\n")
