@@ -61,7 +61,11 @@ WARMUP_S = 60.0  # model loading: not counted in fps_out_min
 
 # ------------------------------------------------------------------------------------------------ the app process
 def child_main(argv: list[str]) -> int:
-    """Inside the app's process: put the fake device behind pyvirtualcam, then run the real entry point."""
+    """Inside the app's process: start as ``mirage`` does (restarted on jemalloc), put the fake device behind
+    pyvirtualcam, then run the real entry point."""
+    from mirage_desktop.engine.host_memory import restart_on_jemalloc
+
+    restart_on_jemalloc()  # as main() does when run as a program: this process, restarted once
     sys.path.insert(0, str(REPO / "tests"))
     import pyvirtualcam
     from vcam_helpers import BACKEND_NAME, FakeDeviceBackend
@@ -752,9 +756,11 @@ def main() -> int:
     p.add_argument("--minutes", type=float, required=True)
     p.add_argument("--json", type=Path, help="write the summary here")
     p.add_argument("--workdir", type=Path, help="keep logs, recordings and status here (default: a temp folder)")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "auto"),
-                   help="LivePortrait backend of the app (default torch: no one-time export and measuring, which "
-                        "takes minutes on a CPU; auto does it once, kept in --cache)")
+    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "auto"),
+                   help="LivePortrait backend of the app (default onnxruntime: it plans a frame's activations once "
+                        "in its arena, so the raw RSS samples show the app's memory; PyTorch on a CPU frees and "
+                        "reallocates about 650 MB of them every frame, which scatters the samples by 120 MB. The "
+                        "one-time export, minutes on a CPU, is kept in --cache, as auto's measurements are)")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "mirage-soak-cache",
                    help="where the synthetic LivePortrait weights are written once (520 MB)")
     p.add_argument("--enable", default="scrfd,liveportrait")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mirage_desktop import __version__
 from mirage_desktop.config import LIVEPORTRAIT_BACKENDS, LIVEPORTRAIT_PRECISIONS, ConfigError, Settings, load_settings
+from mirage_desktop.engine.host_memory import restart_on_jemalloc
 from mirage_desktop.logs import setup_logging
 
 
@@ -99,6 +100,8 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # run as a program (not called from code): restart on jemalloc first, once
+        restart_on_jemalloc()
     limit_malloc_arenas()  # first: before any thread (and its arena) exists
     parser = build_parser()
     args = parser.parse_args(argv)

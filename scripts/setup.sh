@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv and installs Mirage into it. Usage: scripts/setup.sh [extras], e.g. scripts/setup.sh test
-# Installs the system libraries Qt needs where apt-get exists, and the pinned torch build first (a bare `torch`
+# Installs the system libraries Qt needs and jemalloc (the app restarts itself on it: engine/host_memory.py) where
+# apt-get exists, and the pinned torch build first (a bare `torch`
 # resolves to a multi-GB build on some machines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ if command -v apt-get >/dev/null 2>&1; then
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   pkgs="libegl1 libgl1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
         libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libfontconfig1 libdbus-1-3
-        xvfb xauth"
+        xvfb xauth libjemalloc2"
   if [ "$extras" = "test" ]; then pkgs="$pkgs chromium chromium-driver"; fi
   missing=$(for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from mirage_desktop.engine.host_memory import HostMemory, rss_bytes
+from mirage_desktop.engine.host_memory import HostMemory, jemalloc_library, rss_bytes
 
 glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
                            reason="malloc_trim and mallinfo2 are glibc's")
@@ -86,3 +87,82 @@ def test_trim_thread_starts_and_stops() -> None:
     n = host.trims
     time.sleep(0.2)
     assert host.trims == n  # stopped: no more trims
+
+
+#: a fresh interpreter that starts as ``mirage`` does, then fragments its heap as _FRAGMENT does (250 MB of 64 KB
+#: blocks, every other one freed) and, with no trim, keeps allocating small blocks for up to 20 s while it reads the
+#: kernel's RSS: glibc never gives the holes back by itself, jemalloc does once they have been idle a while
+_CHURN = r"""
+import ctypes, json, os, time
+print(json.dumps({"pid": os.getpid()}), flush=True)  # before the restart, and again after it
+from mirage_desktop.engine.host_memory import HostMemory, restart_on_jemalloc
+restart_on_jemalloc()
+
+def vmrss_mb():
+    with open("/proc/self/status") as f:
+        return int(next(x for x in f if x.startswith("VmRSS:")).split()[1]) / 1024
+
+libc = ctypes.CDLL(None)
+libc.malloc.argtypes, libc.malloc.restype = [ctypes.c_size_t], ctypes.c_void_p
+libc.free.argtypes, libc.free.restype = [ctypes.c_void_p], None
+chunk = 64 * 1024
+blocks = [libc.malloc(chunk) for _ in range(4000)]
+for b in blocks:
+    ctypes.memset(b, 1, chunk)
+for b in blocks[0::2]:
+    libc.free(b)
+fragmented = vmrss_mb()
+lowest, t0 = fragmented, time.monotonic()
+while time.monotonic() - t0 < 20 and lowest > fragmented - 100:
+    for _ in range(200):  # the allocator's own bookkeeping runs on allocations: what a running app always does
+        libc.free(libc.malloc(128 * 1024))
+    time.sleep(0.05)
+    lowest = min(lowest, vmrss_mb())
+with open("/proc/self/maps") as f:
+    mapped = "libjemalloc" in f.read()
+keys = ("LD_PRELOAD", "MALLOC_CONF", "MIRAGE_ALLOCATOR_RESTARTED")
+print(json.dumps({"pid": os.getpid(), "mapped": mapped, "allocator": HostMemory().snapshot()["allocator"],
+                  "env": {k: os.environ.get(k) for k in keys}, "given_back_mb": fragmented - lowest,
+                  "after_s": time.monotonic() - t0}))
+"""
+
+
+def run_churn(**env: str) -> tuple[list[int], dict]:
+    full = {k: v for k, v in os.environ.items() if k not in ("MIRAGE_ALLOCATOR", "LD_PRELOAD", "MALLOC_CONF")}
+    full.update(env)
+    r = subprocess.run([sys.executable, "-c", _CHURN], capture_output=True, text=True, timeout=180, env=full)
+    assert r.returncode == 0, r.stderr
+    *starts, last = [json.loads(x) for x in r.stdout.strip().splitlines()]
+    return [x["pid"] for x in starts] + [last["pid"]], last
+
+
+#: scripts/setup.sh installs libjemalloc2 where apt-get exists (CI included); elsewhere the app runs on glibc
+with_jemalloc = pytest.mark.skipif(jemalloc_library() is None, reason="no libjemalloc.so.2 on this system")
+
+
+@with_jemalloc
+def test_the_restart_runs_the_same_process_on_jemalloc_which_gives_fragmented_memory_back_by_itself() -> None:
+    pids, out = run_churn(LD_PRELOAD="libm.so.6")
+    assert len(pids) == 3 and len(set(pids)) == 1  # started twice (restarted once), in place (a supervisor's PID stays valid)
+    assert out["mapped"] and out["allocator"] == "jemalloc"  # the kernel's map of the process has the library
+    # the environment is back as it was, so child processes start plain: a preload of the user's kept
+    assert out["env"] == {"LD_PRELOAD": "libm.so.6", "MALLOC_CONF": None, "MIRAGE_ALLOCATOR_RESTARTED": None}
+    assert out["given_back_mb"] >= 100  # the freed holes went back to the kernel with no trim
+
+
+@with_jemalloc
+def test_system_allocator_is_the_rollback_and_keeps_fragmented_memory_until_trimmed() -> None:
+    pids, out = run_churn(MIRAGE_ALLOCATOR="system")
+    assert len(pids) == 2 and not out["mapped"]  # started once
+    assert out["allocator"] == ("glibc" if platform.libc_ver()[0] == "glibc" else "system")
+    assert out["given_back_mb"] < 30 and out["after_s"] >= 20  # glibc keeps the holes: what the trim thread is for
+
+
+@with_jemalloc
+def test_a_bad_allocator_choice_names_the_choices_and_runs_on_the_system_one() -> None:
+    full = {**os.environ, "MIRAGE_ALLOCATOR": "tcmalloc"}
+    code = "from mirage_desktop.engine.host_memory import *; restart_on_jemalloc(); print(active_allocator())"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=full)
+    assert r.returncode == 0
+    assert "MIRAGE_ALLOCATOR" in r.stderr and "jemalloc, system" in r.stderr
+    assert r.stdout.strip() in ("glibc", "system")

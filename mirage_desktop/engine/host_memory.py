@@ -1,21 +1,30 @@
-"""The process's own memory: resident size, glibc's heap in use and free, and handing free heap pages back.
+"""The process's own memory: which allocator serves it, its resident size and heap figures, and handing free heap
+back where glibc's malloc serves it.
 
-Frames, encoder buffers and CPU inference activations are allocated and freed on many threads. glibc keeps freed
-chunks inside its arenas and gives back only the top of each heap, so over an hour of changing load (peers coming
-and going, stages toggled, portraits swapped) the resident size creeps up with memory that nothing uses.
-``malloc_trim(0)`` returns every free page of every arena to the kernel; the engine's memory thread calls it every
-half minute, off the frame path. Off glibc Linux there is nothing to trim and only the resident size is reported.
+Frames, encoder buffers and inference activations are allocated and freed on many threads. glibc keeps freed chunks
+inside its arenas and gives back only the top of each heap, so over an hour of changing load (peers coming and
+going, stages toggled, portraits swapped) the resident size creeps up with memory that nothing uses. On Linux the
+app therefore restarts its own command once, at launch, on jemalloc where the system has it (Debian/Ubuntu:
+``libjemalloc2``, which ``scripts/setup.sh`` and the Docker image install; :func:`restart_on_jemalloc`): its
+size-classed extents fragment far less, and it hands freed pages back by itself, gradually, about 10 s after they
+fall idle, so nothing has to sweep the heap. ``MIRAGE_ALLOCATOR=system`` keeps glibc's malloc; the engine's memory
+thread then calls ``malloc_trim(0)`` every half minute, off the frame path, to return every free page of every
+arena.
 """
 
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
+import json
 import os
 import platform
 import sys
 import threading
 import time
 from typing import Any
+
+from mirage_desktop.config import ConfigError, allocator_choice
 
 TRIM_EVERY_S = 30.0
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -44,6 +53,72 @@ def _glibc() -> Any:
     return libc
 
 
+#: jemalloc's options for the restart (its ``MALLOC_CONF``): two arenas, as glibc is capped at (app.py), so the many
+#: short-lived threads (encoders, peers) share freed memory instead of each arena keeping its own
+JEMALLOC_CONF = "narenas:2"
+#: the library's name, as the dynamic loader finds it (``ldconfig -p``)
+JEMALLOC_SONAME = "libjemalloc.so.2"
+#: set by the restart for the restarted process: the values it replaced, so they are put back for child processes
+_RESTARTED = "MIRAGE_ALLOCATOR_RESTARTED"
+
+
+def jemalloc_library() -> str | None:
+    """The system's jemalloc as LD_PRELOAD takes it, or None (not Linux, a frozen bundle, not installed)."""
+    if not sys.platform.startswith("linux") or getattr(sys, "frozen", False):
+        return None
+    found = ctypes.util.find_library("jemalloc")
+    return found if found == JEMALLOC_SONAME else None
+
+
+def active_allocator() -> str:
+    """"jemalloc" when it serves this process's malloc, "glibc" for glibc's own, else "system"."""
+    try:
+        ctypes.CDLL(None).mallctl  # noqa: B018 - only jemalloc puts this symbol in the process
+        return "jemalloc"
+    except (OSError, AttributeError):
+        pass
+    return "glibc" if _glibc() is not None else "system"
+
+
+def restart_on_jemalloc() -> None:
+    """Run this process's own command again (same PID, same arguments) with jemalloc preloaded; call it first thing
+    in an entry point, before any thread starts. Does nothing with ``MIRAGE_ALLOCATOR=system``, where jemalloc is
+    not installed, or in the restarted process, which takes the preload back out of its environment so child
+    processes start plain. If the preload fails (the loader ignores it), the restarted process runs on glibc."""
+    replaced = os.environ.pop(_RESTARTED, None)
+    if replaced is not None:
+        for name, value in json.loads(replaced).items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        return
+    try:
+        if allocator_choice() != "jemalloc":
+            return
+    except ConfigError as exc:
+        print(f"mirage: {exc} The system allocator is used.", file=sys.stderr)
+        return
+    lib = jemalloc_library()
+    if lib is None or active_allocator() == "jemalloc":
+        return
+    env = dict(os.environ)
+    env[_RESTARTED] = json.dumps({name: os.environ.get(name) for name in ("LD_PRELOAD", "MALLOC_CONF")})
+    env["LD_PRELOAD"] = os.pathsep.join(filter(None, (lib, os.environ.get("LD_PRELOAD"))))
+    env.setdefault("MALLOC_CONF", JEMALLOC_CONF)
+    try:
+        os.execve(sys.executable, sys.orig_argv, env)
+    except OSError as exc:  # cannot happen for a running interpreter; then simply stay on glibc
+        print(f"mirage: could not restart on jemalloc ({exc}); the system allocator is used.", file=sys.stderr)
+
+
+def _jemalloc_stat(mallctl: Any, name: bytes) -> int:
+    value, size = ctypes.c_size_t(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_size_t))
+    if mallctl(name, ctypes.byref(value), ctypes.byref(size), None, ctypes.c_size_t(0)) != 0:
+        return 0
+    return int(value.value)
+
+
 def rss_bytes() -> int | None:
     """Resident set size of this process (Linux /proc), or None where it cannot be read."""
     try:
@@ -54,10 +129,17 @@ def rss_bytes() -> int | None:
 
 
 class HostMemory:
-    """RSS and glibc heap figures for ``stats()["host_memory"]``, and the periodic trim."""
+    """RSS, the allocator and its heap figures for ``stats()["host_memory"]``, and the periodic trim (glibc only:
+    jemalloc hands idle pages back by itself)."""
 
     def __init__(self) -> None:
-        self._libc = _glibc()
+        self.allocator = active_allocator()
+        self._libc = _glibc() if self.allocator == "glibc" else None
+        self._mallctl = ctypes.CDLL(None).mallctl if self.allocator == "jemalloc" else None
+        if self._mallctl is not None:
+            self._mallctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                      ctypes.c_size_t]
+            self._mallctl.restype = ctypes.c_int
         self.trims = 0
         self.trimmed_bytes = 0  # RSS given back by all trims so far
         self.last_trim_ms = 0.0  # how long the last trim held the arenas
@@ -83,10 +165,18 @@ class HostMemory:
 
     def snapshot(self) -> dict[str, Any]:
         rss = rss_bytes()
-        out: dict[str, Any] = {"rss_mb": None if rss is None else round(rss / 2**20, 1),
+        out: dict[str, Any] = {"rss_mb": None if rss is None else round(rss / 2**20, 1), "allocator": self.allocator,
                                "heap_in_use_mb": None, "heap_free_mb": None,
                                "trims": self.trims, "trimmed_mb": round(self.trimmed_bytes / 2**20, 1),
                                "last_trim_ms": round(self.last_trim_ms, 2)}
+        if self._mallctl is not None:
+            epoch = ctypes.c_uint64(1)  # writing the epoch refreshes jemalloc's statistics
+            self._mallctl(b"epoch", None, None, ctypes.byref(epoch), ctypes.c_size_t(ctypes.sizeof(epoch)))
+            allocated = _jemalloc_stat(self._mallctl, b"stats.allocated")
+            # in use: bytes handed out; free: resident pages outside them (idle pages not yet handed back, metadata)
+            out["heap_in_use_mb"] = round(allocated / 2**20, 1)
+            out["heap_free_mb"] = round(max(0, _jemalloc_stat(self._mallctl, b"stats.resident")
+                                            - _jemalloc_stat(self._mallctl, b"stats.active")) / 2**20, 1)
         if self._libc is not None and self._libc.has_mallinfo2:
             info = self._libc.mallinfo2()
             # in use: small and large chunks handed out plus mmapped blocks; free: what the arenas keep
