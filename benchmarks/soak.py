@@ -3,8 +3,9 @@
 
     python benchmarks/soak.py --minutes 60 --json soak.json
 
-The app runs with both stages (the LivePortrait kit's synthetic weights and the geometry kit's stand-in landmark
-models, the real SCRFD model), the recorder, the
+The app starts as ``mirage`` does (restarted on jemalloc where the system has it) and runs with both stages (the
+LivePortrait kit's synthetic weights on ONNX Runtime unless ``--backend`` says otherwise, and the geometry kit's
+stand-in landmark models, the real SCRFD model), the recorder, the
 virtual camera (a fake device registered at pyvirtualcam's backend boundary, tests/vcam_helpers.py) and the
 HTTP/WebRTC server on 127.0.0.1. From this process: 4 aiortc viewers join and leave in cycles, a driving peer sends
 ``image_jpeg_base64`` frames over the data channel, and a scheduler toggles stages, swaps avatar and source and

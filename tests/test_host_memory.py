@@ -30,11 +30,9 @@ def test_rss_matches_the_kernels_own_figure() -> None:
     assert abs(ours / 2**20 - vmrss_kernel_mb()) < 8.0
 
 
-#: run in a fresh interpreter: in the suite's process other tests' threads allocate and free meanwhile
-_FRAGMENT = r"""
-import ctypes, json
-from mirage_desktop.engine.host_memory import HostMemory
-
+#: the scripts below run in a fresh interpreter (in the suite's process other tests' threads allocate and free
+#: meanwhile); they read the kernel's RSS and call the C heap directly
+_HEAP = r"""
 def vmrss_mb():
     with open("/proc/self/status") as f:
         return int(next(x for x in f if x.startswith("VmRSS:")).split()[1]) / 1024
@@ -42,6 +40,11 @@ def vmrss_mb():
 libc = ctypes.CDLL(None)
 libc.malloc.argtypes, libc.malloc.restype = [ctypes.c_size_t], ctypes.c_void_p
 libc.free.argtypes, libc.free.restype = [ctypes.c_void_p], None
+"""
+_FRAGMENT = r"""
+import ctypes, json
+from mirage_desktop.engine.host_memory import HostMemory
+""" + _HEAP + r"""
 host = HostMemory()
 out = {"can_trim": host.can_trim, "before": host.snapshot()}
 chunk = 64 * 1024  # below glibc's mmap threshold: these live inside the arena
@@ -97,14 +100,7 @@ import ctypes, json, os, time
 print(json.dumps({"pid": os.getpid()}), flush=True)  # before the restart, and again after it
 from mirage_desktop.engine.host_memory import HostMemory, restart_on_jemalloc
 restart_on_jemalloc()
-
-def vmrss_mb():
-    with open("/proc/self/status") as f:
-        return int(next(x for x in f if x.startswith("VmRSS:")).split()[1]) / 1024
-
-libc = ctypes.CDLL(None)
-libc.malloc.argtypes, libc.malloc.restype = [ctypes.c_size_t], ctypes.c_void_p
-libc.free.argtypes, libc.free.restype = [ctypes.c_void_p], None
+""" + _HEAP + r"""
 chunk = 64 * 1024
 blocks = [libc.malloc(chunk) for _ in range(4000)]
 for b in blocks:
