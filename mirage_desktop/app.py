@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
-import platform
 import sys
 from pathlib import Path
 
 from mirage_desktop import __version__
 from mirage_desktop.config import LIVEPORTRAIT_BACKENDS, LIVEPORTRAIT_PRECISIONS, ConfigError, Settings, load_settings
-from mirage_desktop.engine.host_memory import restart_on_jemalloc
+from mirage_desktop.engine.host_memory import limit_glibc_arenas, restart_on_jemalloc
 from mirage_desktop.logs import setup_logging
 
 
@@ -78,31 +76,10 @@ def apply_args(settings: Settings, args: argparse.Namespace) -> None:
             settings.override(name, value)
 
 
-#: glibc's mallopt parameter number for the arena count (malloc.h: M_ARENA_MAX)
-M_ARENA_MAX = -8
-MALLOC_ARENAS = 2
-
-
-def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
-    """Cap glibc's malloc arenas (default 8 per core): frames allocated and freed on many threads (engine, encoders,
-    peers) otherwise fragment one arena per thread and RSS grows with every peer that comes and goes. Call before
-    threads start; a no-op off Linux glibc and when ``MALLOC_ARENA_MAX`` is set (glibc applied it already)."""
-    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
-        return False
-    if platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_ARENA_MAX, arenas))
-
-
 def main(argv: list[str] | None = None) -> int:
     if argv is None:  # run as a program (not called from code): restart on jemalloc first, once
         restart_on_jemalloc()
-    limit_malloc_arenas()  # first: before any thread (and its arena) exists
+    limit_glibc_arenas()  # first: before any thread (and its arena) exists; a no-op on jemalloc
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.settings:

@@ -53,9 +53,13 @@ def _glibc() -> Any:
     return libc
 
 
-#: jemalloc's options for the restart (its ``MALLOC_CONF``): two arenas, as glibc is capped at (app.py), so the many
-#: short-lived threads (encoders, peers) share freed memory instead of each arena keeping its own
-JEMALLOC_CONF = "narenas:2"
+#: malloc arenas, for either allocator: the many short-lived threads (encoders, peers) then share freed memory instead
+#: of each arena keeping its own (glibc's default is 8 per core)
+ARENAS = 2
+#: glibc's mallopt parameter number for the arena count (malloc.h: M_ARENA_MAX)
+_M_ARENA_MAX = -8
+#: jemalloc's options for the restart (its ``MALLOC_CONF``, unless the user set one)
+JEMALLOC_CONF = f"narenas:{ARENAS}"
 #: the library's name, as the dynamic loader finds it (``ldconfig -p``)
 JEMALLOC_SONAME = "libjemalloc.so.2"
 #: set by the restart for the restarted process: the values it replaced, so they are put back for child processes
@@ -70,14 +74,34 @@ def jemalloc_library() -> str | None:
     return found if found == JEMALLOC_SONAME else None
 
 
+def _mallctl() -> Any:
+    """jemalloc's control function when jemalloc serves this process's malloc (only it has the symbol), else None."""
+    try:
+        mallctl = ctypes.CDLL(None).mallctl
+    except (OSError, AttributeError):
+        return None
+    mallctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    mallctl.restype = ctypes.c_int
+    return mallctl
+
+
 def active_allocator() -> str:
     """"jemalloc" when it serves this process's malloc, "glibc" for glibc's own, else "system"."""
-    try:
-        ctypes.CDLL(None).mallctl  # noqa: B018 - only jemalloc puts this symbol in the process
+    if _mallctl() is not None:
         return "jemalloc"
-    except (OSError, AttributeError):
-        pass
     return "glibc" if _glibc() is not None else "system"
+
+
+def limit_glibc_arenas(arenas: int = ARENAS) -> bool:
+    """Cap glibc's malloc arenas: frames allocated and freed on many threads (engine, encoders, peers) otherwise
+    fragment one arena per thread and RSS grows with every peer that comes and goes. Call before threads start; a
+    no-op where glibc's malloc does not serve the process (jemalloc, other libcs) and when ``MALLOC_ARENA_MAX`` is
+    set (glibc applied it already)."""
+    libc = _glibc()
+    if libc is None or _mallctl() is not None or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(libc.mallopt(_M_ARENA_MAX, arenas))
 
 
 def restart_on_jemalloc() -> None:
@@ -100,7 +124,7 @@ def restart_on_jemalloc() -> None:
         print(f"mirage: {exc} The system allocator is used.", file=sys.stderr)
         return
     lib = jemalloc_library()
-    if lib is None or active_allocator() == "jemalloc":
+    if lib is None or _mallctl() is not None:  # not installed, or already serving (preloaded by the user)
         return
     env = dict(os.environ)
     env[_RESTARTED] = json.dumps({name: os.environ.get(name) for name in ("LD_PRELOAD", "MALLOC_CONF")})
@@ -133,13 +157,9 @@ class HostMemory:
     jemalloc hands idle pages back by itself)."""
 
     def __init__(self) -> None:
-        self.allocator = active_allocator()
-        self._libc = _glibc() if self.allocator == "glibc" else None
-        self._mallctl = ctypes.CDLL(None).mallctl if self.allocator == "jemalloc" else None
-        if self._mallctl is not None:
-            self._mallctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                                      ctypes.c_size_t]
-            self._mallctl.restype = ctypes.c_int
+        self._mallctl = _mallctl()
+        self._libc = _glibc() if self._mallctl is None else None
+        self.allocator = "jemalloc" if self._mallctl is not None else "glibc" if self._libc is not None else "system"
         self.trims = 0
         self.trimmed_bytes = 0  # RSS given back by all trims so far
         self.last_trim_ms = 0.0  # how long the last trim held the arenas
