@@ -14,7 +14,8 @@ stage exceptions, a model file truncated then restored, a source that disappears
 out-of-memory, a recorder whose disk fills. It samples RSS, threads and descriptors from /proc, fps and end-to-end
 P95 from the app's status, and counts stalls: 2 s without a new engine frame while no stage is computing one, or
 without a frame at the virtual camera or at a connected viewer; each stall dumps every thread's stack (SIGUSR1)
-into the app's log.
+into the app's log. Before the first viewer cycle each avatar is prepared and animated once and every fault is
+injected once (the warm-up), so the per-cycle RSS starts from ONNX Runtime's arenas at their peak.
 
 ``--json`` writes exactly {"minutes", "rss_mb", "rss_slope_mb_per_h", "threads", "fds", "fps_out_min",
 "e2e_p95_ms_max", "faults": {name: {"injected", "recovered", "max_recovery_s"}}, "stalls", "crashes"}; the
@@ -201,6 +202,7 @@ class Soak:
     thread_names: list[str] = field(default_factory=list)
     source_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     stage_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    warmed: asyncio.Event = field(default_factory=asyncio.Event)  # the warm-up is over: the viewer cycles may start
     interrupted: str = ""  # the signal that ended the run early ("" when it ran its minutes)
 
     # ------------------------------------------------------------------------------------------ app process
@@ -340,6 +342,7 @@ class Soak:
         """Cycles of 4 viewers joining, watching ``--stay`` seconds, leaving; RSS noted after each cycle."""
         import aiohttp
 
+        await self.warmed.wait()
         async with aiohttp.ClientSession() as http:
             while True:
                 clients = await asyncio.gather(*(self.connect(http, viewer=True) for _ in range(self.args.peers)),
@@ -427,6 +430,7 @@ class Soak:
         rng.shuffle(order)
         await self.until(lambda: all(self.stage(s).get("ready") for s in self.stages), 300)
         print(f"t={self.elapsed():.0f}s models loaded", flush=True)
+        await self.warm_up()
         while True:
             name = order.pop(0) if order else rng.choice(faults + actions)
             t0 = time.monotonic()
@@ -440,7 +444,28 @@ class Soak:
                 print(f"t={self.elapsed():.0f}s fault {name}: "
                       f"{'recovered in %.2f s' % recovery if recovery is not None else 'NOT recovered'} "
                       f"(took {time.monotonic() - t0:.0f} s)", flush=True)
+            if not order and not self.warmed.is_set():
+                print(f"t={self.elapsed():.0f}s warm-up: every fault once; the viewer cycles start", flush=True)
+                self.warmed.set()
             await asyncio.sleep(0.5 if order else rng.uniform(2.0, 5.0))  # every fault once, early
+
+    async def warm_up(self) -> None:
+        """Prepare each avatar once and animate it; the chaos then injects every fault once, and only then do the
+        viewer cycles start. The first portraits, frames and failed calls after start grow ONNX Runtime's arenas to
+        their peak once (about 100 MB of heap, kept for reuse, never again); counted from before that, the cycles
+        would measure the arenas' first fill, not what peers leave behind."""
+        if "liveportrait" in self.stages:
+            for key in ("avatar_b", "avatar_a"):
+                seen = len(self.events)
+                self.command("avatar", path=str(self.assets[key]))
+                took = await self.until(lambda: any(e["name"] == "avatar" and e["event"] in ("done", "error")
+                                                    for e in self.events[seen:]), 300)
+                print(f"t={self.elapsed():.0f}s warm-up: {key} "
+                      f"{'prepared in %.1f s' % took if took is not None else 'NOT prepared in 300 s'}", flush=True)
+            frames = self.stage("liveportrait").get("frames", 0)  # the frame in flight may be the old avatar's
+            took = await self.until(lambda: self.stage("liveportrait").get("frames", 0) >= frames + 2, 300)
+            done = f"2 frames animated in {took:.0f} s" if took is not None else "NOT 2 frames animated in 300 s"
+            print(f"t={self.elapsed():.0f}s warm-up: {done}", flush=True)
 
     async def ensure_on(self, stage: str) -> None:
         if not self.stage(stage).get("enabled"):

@@ -78,6 +78,24 @@ def test_heap_figures_follow_a_known_allocation_and_trim_gives_fragmented_memory
     assert out["after"]["trims"] == 1 and out["after"]["trimmed_mb"] >= 100
 
 
+#: scripts/setup.sh installs libjemalloc2 where apt-get exists (CI included); elsewhere the app runs on glibc
+with_jemalloc = pytest.mark.skipif(jemalloc_library() is None, reason="no libjemalloc.so.2 on this system")
+
+
+@with_jemalloc
+def test_trim_on_jemalloc_purges_fragmented_memory_at_once() -> None:
+    """jemalloc would hand the holes back over ~10 s by itself; the trim (the soak's census) does it now."""
+    env = {**os.environ, "LD_PRELOAD": "libjemalloc.so.2", "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1"}
+    r = subprocess.run([sys.executable, "-c", _FRAGMENT], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["can_trim"] and out["after"]["allocator"] == "jemalloc"
+    assert out["grown"]["heap_in_use_mb"] - out["before"]["heap_in_use_mb"] >= 240  # jemalloc's stats.allocated
+    assert out["fragmented"]["heap_free_mb"] - out["grown"]["heap_free_mb"] >= 120  # idle, still resident
+    assert out["vmrss_after_trim"] < out["vmrss_before_trim"] - 100  # the kernel agrees: pages went back
+    assert out["released"] >= 100 * 2**20 and out["after"]["trims"] == 1
+
+
 @glibc
 def test_trim_thread_starts_and_stops() -> None:
     host = HostMemory()
@@ -130,10 +148,6 @@ def run_churn(**env: str) -> tuple[list[int], dict]:
     assert r.returncode == 0, r.stderr
     *starts, last = [json.loads(x) for x in r.stdout.strip().splitlines()]
     return [x["pid"] for x in starts] + [last["pid"]], last
-
-
-#: scripts/setup.sh installs libjemalloc2 where apt-get exists (CI included); elsewhere the app runs on glibc
-with_jemalloc = pytest.mark.skipif(jemalloc_library() is None, reason="no libjemalloc.so.2 on this system")
 
 
 @with_jemalloc

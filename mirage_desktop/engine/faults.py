@@ -270,7 +270,8 @@ class FaultInjector:
     def _write_status(self) -> None:
         try:
             stats = self.engine.stats()
-            stages = {s.name: {"enabled": s.enabled, "ready": s.ready, "reason": s.reason} for s in self.engine.stages}
+            stages = {s.name: {"enabled": s.enabled, "ready": s.ready, "reason": s.reason,
+                               "frames": self.engine.metrics.stage(s.name).count} for s in self.engine.stages}
             status = {
                 "t": time.time(),
                 "frames_in": stats["frames_in"],

@@ -7,7 +7,8 @@ going, stages toggled, portraits swapped) the resident size creeps up with memor
 app therefore restarts its own command once, at launch, on jemalloc where the system has it (Debian/Ubuntu:
 ``libjemalloc2``, which ``scripts/setup.sh`` and the Docker image install; :func:`restart_on_jemalloc`): its
 size-classed extents fragment far less, and it hands freed pages back by itself, gradually, about 10 s after they
-fall idle, so nothing has to sweep the heap. ``MIRAGE_ALLOCATOR=system`` keeps glibc's malloc; the engine's memory
+fall idle, so nothing has to sweep the heap (:meth:`HostMemory.trim` purges them at once, for a measurement that
+wants the same state every time). ``MIRAGE_ALLOCATOR=system`` keeps glibc's malloc; the engine's memory
 thread then calls ``malloc_trim(0)`` every half minute, off the frame path, to return every free page of every
 arena.
 """
@@ -62,6 +63,8 @@ _M_ARENA_MAX = -8
 JEMALLOC_CONF = f"narenas:{ARENAS}"
 #: the library's name, as the dynamic loader finds it (``ldconfig -p``)
 JEMALLOC_SONAME = "libjemalloc.so.2"
+#: jemalloc's control name that purges the idle pages of all arenas (MALLCTL_ARENAS_ALL is arena index 4096)
+_PURGE_ALL = b"arena.4096.purge"
 #: set by the restart for the restarted process: the values it replaced, so they are put back for child processes
 _RESTARTED = "MIRAGE_ALLOCATOR_RESTARTED"
 
@@ -153,8 +156,8 @@ def rss_bytes() -> int | None:
 
 
 class HostMemory:
-    """RSS, the allocator and its heap figures for ``stats()["host_memory"]``, and the periodic trim (glibc only:
-    jemalloc hands idle pages back by itself)."""
+    """RSS, the allocator and its heap figures for ``stats()["host_memory"]``, the trim on demand, and the periodic
+    trim (glibc only: jemalloc hands idle pages back by itself)."""
 
     def __init__(self) -> None:
         self._mallctl = _mallctl()
@@ -168,15 +171,20 @@ class HostMemory:
 
     @property
     def can_trim(self) -> bool:
-        return self._libc is not None
+        return self._libc is not None or self._mallctl is not None
 
     def trim(self) -> int:
-        """Give free heap pages back to the kernel; returns the RSS released (bytes, 0 where nothing to trim)."""
-        if self._libc is None:
+        """Give free heap pages back to the kernel now; returns the RSS released (bytes, 0 where nothing trims).
+        glibc: ``malloc_trim(0)``. jemalloc: purge every arena's idle pages at once instead of over the next ~10 s,
+        so a measurement (the soak's census) sees the same state every time."""
+        if not self.can_trim:
             return 0
         before = rss_bytes() or 0
         t0 = time.perf_counter()
-        self._libc.malloc_trim(0)
+        if self._mallctl is not None:
+            self._mallctl(_PURGE_ALL, None, None, None, ctypes.c_size_t(0))
+        else:
+            self._libc.malloc_trim(0)
         self.last_trim_ms = (time.perf_counter() - t0) * 1000
         released = max(0, before - (rss_bytes() or before))
         self.trims += 1
