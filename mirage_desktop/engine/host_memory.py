@@ -193,8 +193,10 @@ class HostMemory:
 
     def snapshot(self) -> dict[str, Any]:
         rss = rss_bytes()
+        # python_blocks: objects in Python's own allocator, which maps its arenas itself, outside the C heap's
+        # figures: a Python-level leak grows it while heap_in_use stays flat
         out: dict[str, Any] = {"rss_mb": None if rss is None else round(rss / 2**20, 1), "allocator": self.allocator,
-                               "heap_in_use_mb": None, "heap_free_mb": None,
+                               "heap_in_use_mb": None, "heap_free_mb": None, "python_blocks": sys.getallocatedblocks(),
                                "trims": self.trims, "trimmed_mb": round(self.trimmed_bytes / 2**20, 1),
                                "last_trim_ms": round(self.last_trim_ms, 2)}
         if self._mallctl is not None:
