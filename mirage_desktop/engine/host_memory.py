@@ -90,9 +90,7 @@ def _mallctl() -> Any:
 
 def active_allocator() -> str:
     """"jemalloc" when it serves this process's malloc, "glibc" for glibc's own, else "system"."""
-    if _mallctl() is not None:
-        return "jemalloc"
-    return "glibc" if _glibc() is not None else "system"
+    return HostMemory().allocator
 
 
 def limit_glibc_arenas(arenas: int = ARENAS) -> bool:
