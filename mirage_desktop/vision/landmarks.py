@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from mirage_desktop.models.registry import download_hint
-from mirage_desktop.vision.onnx_session import choose_providers, session_options
+from mirage_desktop.vision.onnx_session import SerialSession, choose_providers, open_session
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +42,12 @@ class LandmarkModelError(RuntimeError):
     """A landmark model file is missing or is not the expected network; the message names the file and the fix."""
 
 
-def _session(path: Path, what: str, device: str, threads: int):  # noqa: ANN202 - onnxruntime is imported lazily
-    import onnxruntime as ort
-
+def _session(path: Path, what: str, device: str, threads: int) -> SerialSession:
     path = Path(path)
     if not path.is_file():
         raise LandmarkModelError(f"{what} not found at {path}: {download_hint(GROUP)}")
     try:
-        return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=choose_providers(device))
+        return open_session(str(path), threads, choose_providers(device))
     except Exception as exc:  # noqa: BLE001 - ORT raises its own types for truncated or foreign files
         raise LandmarkModelError(f"{what} at {path} cannot be loaded ({exc}); {download_hint(GROUP)}") from exc
 
@@ -83,7 +81,7 @@ class Landmark106:
         self._blob = np.zeros((1, 3, SIZE_106, SIZE_106), np.float32)
 
     def clone(self):  # noqa: ANN201 - returns the same class
-        """The same ONNX Runtime session (its runs are thread-safe) with its own input buffer, for another thread
+        """The same session (its runs take turns, :class:`SerialSession`) with its own input buffer, for another thread
         (the avatar stage crops portraits while the processing thread tracks faces)."""
         twin = copy.copy(self)
         twin._blob = np.zeros_like(self._blob)
@@ -146,7 +144,7 @@ class Landmark203:
         self._blob = np.zeros((1, 3, SIZE_203, SIZE_203), np.float32)
 
     def clone(self):  # noqa: ANN201 - returns the same class
-        """The same ONNX Runtime session (its runs are thread-safe) with its own input buffer, for another thread
+        """The same session (its runs take turns, :class:`SerialSession`) with its own input buffer, for another thread
         (the avatar stage crops portraits while the processing thread tracks faces)."""
         twin = copy.copy(self)
         twin._blob = np.zeros_like(self._blob)

@@ -25,7 +25,7 @@ import numpy as np
 from mirage_desktop.models.registry import download_hint
 from mirage_desktop.vision.face import Face
 from mirage_desktop.vision.letterbox import fit_inside
-from mirage_desktop.vision.onnx_session import CPU, provider_chain, session_fallback, session_options
+from mirage_desktop.vision.onnx_session import CPU, open_session, provider_chain, session_fallback
 
 logger = logging.getLogger(__name__)
 
@@ -175,15 +175,11 @@ class SCRFDDetector:
         score_threshold: float = SCORE_THRESHOLD,
         nms_threshold: float = NMS_THRESHOLD,
     ) -> None:
-        import onnxruntime as ort
-
         self.model_path = Path(model_path)
         check_model_file(self.model_path)
         requested = list(providers) if providers else provider_chain(device)
         try:
-            self.session = ort.InferenceSession(
-                str(self.model_path), sess_options=session_options(threads), providers=requested
-            )
+            self.session = open_session(str(self.model_path), threads, requested)
         except Exception as exc:  # ORT raises its own types (InvalidProtobuf, Fail, ...) for broken files
             raise SCRFDModelError(
                 f"SCRFD model {self.model_path} cannot be loaded (truncated or corrupt: "

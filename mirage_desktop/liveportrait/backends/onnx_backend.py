@@ -75,8 +75,6 @@ class OrtModule:
         wrap: Callable[..., Any] | None = None,
         cache_dir: Path | str | None = None,
     ) -> None:
-        import onnxruntime as ort
-
         self.name = name
         self.precision = precision
         self.device = device
@@ -85,7 +83,7 @@ class OrtModule:
         ort_device = ort_device_for(device)
         requested = providers_for(ort_device, precision, cache_dir)
         try:
-            self.session = ort.InferenceSession(str(model), osess.session_options(threads), providers=requested)
+            self.session = osess.open_session(str(model), threads, requested)
         except Exception as exc:  # noqa: BLE001 - a broken file, a missing library, out of memory while building
             raise BackendUnavailable(f"ONNX Runtime could not load {name} ({exc})") from exc
         self.providers = self.session.get_providers()
