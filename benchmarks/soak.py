@@ -642,15 +642,18 @@ class Soak:
     def growth(self) -> dict[str, float | None]:
         """Slopes (per hour, after the first 5 minutes) of what should not grow, beside the raw RSS one: the quiet
         per-cycle RSS (stage parked, heap trimmed), the C heap in use and Python's own object blocks (its arenas are
-        outside the C heap's figures); a leak raises the RSS ones and one of the other two, heap churn between two
-        trims only the raw one."""
+        outside the C heap's figures) and the file-backed resident pages (library code touched late); a leak raises
+        the RSS ones and one of the heap ones, heap churn between two trims only the raw one."""
         cut = self.slope_cut()
         heap = [(float(h["t"]), float(h["heap_in_use_mb"])) for h in self.heap
                 if h.get("heap_in_use_mb") is not None and h["t"] >= cut]
         blocks = [(float(h["t"]), float(h["python_blocks"])) for h in self.heap
                   if h.get("python_blocks") is not None and h["t"] >= cut]
+        files = [(float(h["t"]), float(h["rss_file_mb"])) for h in self.heap
+                 if h.get("rss_file_mb") is not None and h["t"] >= cut]
         quiet = [p for p in self.quiet_rss if p[0] >= cut]
-        return {"quiet_rss_slope_mb_per_h": round(slope(quiet) * 3600.0, 2) if len(quiet) >= 3 else None,
+        return {"rss_file_slope_mb_per_h": round(slope(files) * 3600.0, 2) if len(files) >= 3 else None,
+                "quiet_rss_slope_mb_per_h": round(slope(quiet) * 3600.0, 2) if len(quiet) >= 3 else None,
                 "heap_in_use_slope_mb_per_h": round(slope(heap) * 3600.0, 2) if len(heap) >= 3 else None,
                 "python_blocks_slope_per_h": round(slope(blocks) * 3600.0) if len(blocks) >= 3 else None}
 

@@ -1,5 +1,6 @@
 """The kit's end-to-end arrays through the other backends: ONNX Runtime at fp32 meets the float32 tolerances, and
-reduced precision meets the documented loose one (mean |error| <= 0.004 on W's and G's arrays).
+reduced precision meets the documented loose one (mean |error| <= 0.01 on W's and G's arrays,
+the kit README's figure for that path).
 
 Only the end-to-end scope runs (every network, from the kit's images, through the runner API the stage uses): it is
 the half of the conformance command that covers all the networks, and keeps the suite's CPU time down. The ONNX

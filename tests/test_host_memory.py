@@ -8,6 +8,7 @@ import platform
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +95,34 @@ def test_trim_on_jemalloc_purges_fragmented_memory_at_once() -> None:
     assert out["fragmented"]["heap_free_mb"] - out["grown"]["heap_free_mb"] >= 120  # idle, still resident
     assert out["vmrss_after_trim"] < out["vmrss_before_trim"] - 100  # the kernel agrees: pages went back
     assert out["released"] >= 100 * 2**20 and out["after"]["trims"] == 1
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"{field} not in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").is_file(), reason="needs Linux /proc")
+def test_rss_file_counts_touched_pages_of_a_mapped_file(tmp_path: Path) -> None:
+    """The kernel's own RssFile + RssShmem (/proc/self/status) is the oracle; a 64 MB mapped file read page by page
+    adds its 64 MB there."""
+    import mmap
+
+    def kernel_mb() -> float:
+        return (_status_kb("RssFile") + _status_kb("RssShmem")) / 1024
+
+    first = HostMemory().snapshot()["rss_file_mb"]
+    assert abs(first - kernel_mb()) < 2
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(b"\1" * (64 << 20))
+    with blob.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        touched = sum(mapped[i] for i in range(0, len(mapped), mmap.PAGESIZE))
+        grown = HostMemory().snapshot()["rss_file_mb"]
+        assert touched == (64 << 20) // mmap.PAGESIZE
+        assert abs(grown - kernel_mb()) < 2
+        assert grown - first >= 60
 
 
 def test_python_blocks_follow_a_known_number_of_live_objects() -> None:

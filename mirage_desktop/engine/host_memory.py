@@ -146,9 +146,19 @@ def _jemalloc_stat(mallctl: Any, name: bytes) -> int:
 
 def rss_bytes() -> int | None:
     """Resident set size of this process (Linux /proc), or None where it cannot be read."""
+    return _statm(1)
+
+
+def rss_file_bytes() -> int | None:
+    """The file-backed (and shared) part of the resident size: library code and mapped files as they are first
+    touched, which no allocator counts; None where /proc cannot be read."""
+    return _statm(2)
+
+
+def _statm(field: int) -> int | None:
     try:
         with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE
+            return int(f.read().split()[field]) * _PAGE
     except (OSError, ValueError, IndexError):
         return None
 
@@ -193,7 +203,10 @@ class HostMemory:
         rss = rss_bytes()
         # python_blocks: objects in Python's own allocator, which maps its arenas itself, outside the C heap's
         # figures: a Python-level leak grows it while heap_in_use stays flat
-        out: dict[str, Any] = {"rss_mb": None if rss is None else round(rss / 2**20, 1), "allocator": self.allocator,
+        rss_file = rss_file_bytes()
+        out: dict[str, Any] = {"rss_mb": None if rss is None else round(rss / 2**20, 1),
+                               "rss_file_mb": None if rss_file is None else round(rss_file / 2**20, 1),
+                               "allocator": self.allocator,
                                "heap_in_use_mb": None, "heap_free_mb": None, "python_blocks": sys.getallocatedblocks(),
                                "trims": self.trims, "trimmed_mb": round(self.trimmed_bytes / 2**20, 1),
                                "last_trim_ms": round(self.last_trim_ms, 2)}
