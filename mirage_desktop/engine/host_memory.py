@@ -146,21 +146,19 @@ def _jemalloc_stat(mallctl: Any, name: bytes) -> int:
 
 def rss_bytes() -> int | None:
     """Resident set size of this process (Linux /proc), or None where it cannot be read."""
-    return _statm(1)
+    return resident_bytes()[0]
 
 
-def rss_file_bytes() -> int | None:
-    """The file-backed (and shared) part of the resident size: library code and mapped files as they are first
-    touched, which no allocator counts; None where /proc cannot be read."""
-    return _statm(2)
-
-
-def _statm(field: int) -> int | None:
+def resident_bytes() -> tuple[int | None, int | None]:
+    """(resident size, its file-backed and shared part) from one read of /proc/self/statm, (None, None) where it
+    cannot be read. The second is library code and mapped files as they are first touched, which no allocator
+    counts."""
     try:
         with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[field]) * _PAGE
+            fields = f.read().split()
+        return int(fields[1]) * _PAGE, int(fields[2]) * _PAGE
     except (OSError, ValueError, IndexError):
-        return None
+        return None, None
 
 
 class HostMemory:
@@ -200,10 +198,9 @@ class HostMemory:
         return released
 
     def snapshot(self) -> dict[str, Any]:
-        rss = rss_bytes()
+        rss, rss_file = resident_bytes()
         # python_blocks: objects in Python's own allocator, which maps its arenas itself, outside the C heap's
         # figures: a Python-level leak grows it while heap_in_use stays flat
-        rss_file = rss_file_bytes()
         out: dict[str, Any] = {"rss_mb": None if rss is None else round(rss / 2**20, 1),
                                "rss_file_mb": None if rss_file is None else round(rss_file / 2**20, 1),
                                "allocator": self.allocator,

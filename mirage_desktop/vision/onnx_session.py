@@ -96,8 +96,8 @@ class SerialSession:
 
     Why: ORT's arenas (the CPU one, the CUDA one) grow to the peak of all the runs in flight on a session and keep
     it. One overlap of an avatar's preparation (SCRFD on the portrait, the landmark models, M) with the frame loop's
-    runs left 60-150 MB behind for good in the soak. Taking turns bounds each arena at one run's peak. Uncontended,
-    the lock costs well under a microsecond against runs of milliseconds; disabling the CPU arena instead measured
+    runs left 40-150 MB behind for good in the soak. Taking turns bounds each arena at one run's peak. Uncontended,
+    the lock costs about 0.2 us (timeit) against runs of milliseconds; disabling the CPU arena instead measured
     1.2-1.3x slower SCRFD runs under jemalloc (its large blocks are returned and faulted in again every run).
     """
 
