@@ -642,8 +642,9 @@ class Soak:
     def growth(self) -> dict[str, float | None]:
         """Slopes (per hour, after the first 5 minutes) of what should not grow, beside the raw RSS one: the quiet
         per-cycle RSS (stage parked, heap trimmed), the C heap in use and Python's own object blocks (its arenas are
-        outside the C heap's figures) and the file-backed resident pages (library code touched late); a leak raises
-        the RSS ones and one of the heap ones, heap churn between two trims only the raw one."""
+        outside the C heap's figures), the file-backed resident pages (library code touched late), the heap's resident
+        pages and what neither holds; a leak raises the RSS ones and one of the others, heap churn between two trims
+        only the raw one."""
         cut = self.slope_cut()
         heap = [(float(h["t"]), float(h["heap_in_use_mb"])) for h in self.heap
                 if h.get("heap_in_use_mb") is not None and h["t"] >= cut]
@@ -651,8 +652,17 @@ class Soak:
                   if h.get("python_blocks") is not None and h["t"] >= cut]
         files = [(float(h["t"]), float(h["rss_file_mb"])) for h in self.heap
                  if h.get("rss_file_mb") is not None and h["t"] >= cut]
+        resident = [(float(h["t"]), float(h["heap_resident_mb"])) for h in self.heap
+                    if h.get("heap_resident_mb") is not None and h["t"] >= cut]
+        # what neither the heap nor a file holds: Python's arenas, thread stacks, other anonymous mmaps (an offset
+        # of pages the heap counts but never touched makes it negative; its slope is what counts)
+        outside = [(float(h["t"]), float(h["rss_mb"]) - float(h["rss_file_mb"]) - float(h["heap_resident_mb"]))
+                   for h in self.heap if h.get("heap_resident_mb") is not None and h.get("rss_file_mb") is not None
+                   and h.get("rss_mb") is not None and h["t"] >= cut]
         quiet = [p for p in self.quiet_rss if p[0] >= cut]
         return {"rss_file_slope_mb_per_h": round(slope(files) * 3600.0, 2) if len(files) >= 3 else None,
+                "heap_resident_slope_mb_per_h": round(slope(resident) * 3600.0, 2) if len(resident) >= 3 else None,
+                "outside_heap_slope_mb_per_h": round(slope(outside) * 3600.0, 2) if len(outside) >= 3 else None,
                 "quiet_rss_slope_mb_per_h": round(slope(quiet) * 3600.0, 2) if len(quiet) >= 3 else None,
                 "heap_in_use_slope_mb_per_h": round(slope(heap) * 3600.0, 2) if len(heap) >= 3 else None,
                 "python_blocks_slope_per_h": round(slope(blocks) * 3600.0) if len(blocks) >= 3 else None}

@@ -49,10 +49,12 @@ from mirage_desktop.engine.host_memory import HostMemory
 host = HostMemory()
 out = {"can_trim": host.can_trim, "before": host.snapshot()}
 chunk = 64 * 1024  # below glibc's mmap threshold: these live inside the arena
+out["vmrss_start"] = vmrss_mb()
 blocks = [libc.malloc(chunk) for _ in range(4000)]  # 250 MB
 for b in blocks:
     ctypes.memset(b, 1, chunk)  # touch: resident
 out["grown"] = host.snapshot()
+out["vmrss_grown"] = vmrss_mb()
 for b in blocks[0::2]:  # every other block: free, but the heap cannot shrink from its top
     libc.free(b)
 out["fragmented"] = host.snapshot()
@@ -74,6 +76,8 @@ def test_heap_figures_follow_a_known_allocation_and_trim_gives_fragmented_memory
     assert out["can_trim"]
     assert out["grown"]["heap_in_use_mb"] - out["before"]["heap_in_use_mb"] >= 240
     assert out["fragmented"]["heap_free_mb"] - out["grown"]["heap_free_mb"] >= 120
+    kernel_grew = out["vmrss_grown"] - out["vmrss_start"]
+    assert abs(out["grown"]["heap_resident_mb"] - out["before"]["heap_resident_mb"] - kernel_grew) < 16
     assert out["vmrss_after_trim"] < out["vmrss_before_trim"] - 100  # the kernel agrees: pages went back
     assert out["released"] >= 100 * 2**20
     assert out["after"]["trims"] == 1 and out["after"]["trimmed_mb"] >= 100
@@ -94,6 +98,11 @@ def test_trim_on_jemalloc_purges_fragmented_memory_at_once() -> None:
     assert out["grown"]["heap_in_use_mb"] - out["before"]["heap_in_use_mb"] >= 240  # jemalloc's stats.allocated
     assert out["fragmented"]["heap_free_mb"] - out["grown"]["heap_free_mb"] >= 120  # idle, still resident
     assert out["vmrss_after_trim"] < out["vmrss_before_trim"] - 100  # the kernel agrees: pages went back
+    # stats.resident follows the kernel both ways: up by the touched blocks, down by the purged ones
+    kernel_grew = out["vmrss_grown"] - out["vmrss_start"]
+    assert abs(out["grown"]["heap_resident_mb"] - out["before"]["heap_resident_mb"] - kernel_grew) < 16
+    kernel_fell = out["vmrss_before_trim"] - out["vmrss_after_trim"]
+    assert abs(out["fragmented"]["heap_resident_mb"] - out["after"]["heap_resident_mb"] - kernel_fell) < 16
     assert out["released"] >= 100 * 2**20 and out["after"]["trims"] == 1
 
 

@@ -204,22 +204,27 @@ class HostMemory:
         out: dict[str, Any] = {"rss_mb": None if rss is None else round(rss / 2**20, 1),
                                "rss_file_mb": None if rss_file is None else round(rss_file / 2**20, 1),
                                "allocator": self.allocator,
-                               "heap_in_use_mb": None, "heap_free_mb": None, "python_blocks": sys.getallocatedblocks(),
+                               "heap_in_use_mb": None, "heap_free_mb": None, "heap_resident_mb": None,
+                               "python_blocks": sys.getallocatedblocks(),
                                "trims": self.trims, "trimmed_mb": round(self.trimmed_bytes / 2**20, 1),
                                "last_trim_ms": round(self.last_trim_ms, 2)}
         if self._mallctl is not None:
             epoch = ctypes.c_uint64(1)  # writing the epoch refreshes jemalloc's statistics
             self._mallctl(b"epoch", None, None, ctypes.byref(epoch), ctypes.c_size_t(ctypes.sizeof(epoch)))
             allocated = _jemalloc_stat(self._mallctl, b"stats.allocated")
-            # in use: bytes handed out; free: resident pages outside them (idle pages not yet handed back, metadata)
+            # in use: bytes handed out; free: resident pages outside active ones (idle pages not yet handed back,
+            # metadata); resident: all of the heap's resident pages, so RSS - rss_file - heap_resident is what the
+            # heap does not hold (Python's arenas, thread stacks, other mmaps)
+            resident = _jemalloc_stat(self._mallctl, b"stats.resident")
             out["heap_in_use_mb"] = round(allocated / 2**20, 1)
-            out["heap_free_mb"] = round(max(0, _jemalloc_stat(self._mallctl, b"stats.resident")
-                                            - _jemalloc_stat(self._mallctl, b"stats.active")) / 2**20, 1)
+            out["heap_free_mb"] = round(max(0, resident - _jemalloc_stat(self._mallctl, b"stats.active")) / 2**20, 1)
+            out["heap_resident_mb"] = round(resident / 2**20, 1)
         if self._libc is not None and self._libc.has_mallinfo2:
             info = self._libc.mallinfo2()
             # in use: small and large chunks handed out plus mmapped blocks; free: what the arenas keep
             out["heap_in_use_mb"] = round((info.uordblks + info.hblkhd) / 2**20, 1)
             out["heap_free_mb"] = round(info.fordblks / 2**20, 1)
+            out["heap_resident_mb"] = round((info.arena + info.hblkhd) / 2**20, 1)  # an upper bound: trimmed pages count
         return out
 
     # ------------------------------------------------------------------------------------------------ thread
