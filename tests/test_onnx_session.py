@@ -110,3 +110,40 @@ def test_overlapping_callers_do_not_grow_the_arena(shared_dir: Path) -> None:
         pytest.skip(f"this onnxruntime keeps no overlap peak (+{bare:.0f} MB for bare runs): nothing to guard")
     serial = _growth_mb(path, "serial")
     assert serial < 25, f"taking turns still grew the resident size by {serial:.0f} MB (bare runs: {bare:.0f} MB)"
+
+
+_TWO_SESSIONS = """
+import sys, numpy as np, onnxruntime as ort
+import mirage_desktop.vision.onnx_session as osess
+from mirage_desktop.engine.host_memory import HostMemory, rss_bytes
+path, kind = sys.argv[1], sys.argv[2]
+if kind == "own":
+    osess.share_cpu_arena = lambda: False  # each session its own arena, ORT's default
+first, second = (osess.open_session(path, 1, ["CPUExecutionProvider"]) for _ in range(2))
+name = first.get_inputs()[0].name
+x = np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)
+memory = HostMemory()
+for _ in range(3):
+    first.run(None, {name: x})
+memory.trim(); before = rss_bytes()
+for _ in range(3):
+    second.run(None, {name: x})
+memory.trim(); print(rss_bytes() - before)
+"""
+
+
+def test_sessions_share_one_cpu_arena(shared_dir: Path) -> None:
+    """The kernel's resident size is the oracle: a second SCRFD session's runs grow an arena of their own by
+    default; with the process's one arena they reuse what the first session's runs left free."""
+    path = shared_dir / "models" / "scrfd_500m_bnkps.onnx"
+
+    def growth(kind: str) -> float:
+        out = subprocess.run([sys.executable, "-c", _TWO_SESSIONS, str(path), kind], capture_output=True, text=True,
+                             timeout=300, check=True)
+        return int(out.stdout.strip().splitlines()[-1]) / 1e6
+
+    own = growth("own")  # measured +27 MB on scrfd_500m; shared, 0
+    if own < 15:
+        pytest.skip(f"a second session's arena grew only {own:.0f} MB here: nothing to compare")
+    shared = growth("shared")
+    assert shared < own / 2, f"the second session still grew the resident size by {shared:.0f} MB (own: {own:.0f})"
