@@ -87,8 +87,8 @@ def share_cpu_arena() -> bool:
     Why: by default each session keeps an arena of its own that grows in powers of two, so on a CPU the LivePortrait
     sessions held about 1 GB that jemalloc counts as handed out but the kernel never saw touched, and RSS crept up
     as later runs touched it for the first time (the soak's hour: 13-16 MB/h outside every heap figure). Measured
-    with the ORT backend on synthetic weights (``benchmarks/ort_arena.py [--own]`` on jemalloc): untouched 1056 ->
-    167 MB and RSS 3329 -> 2994 MB after the first driven frames. Where this ORT cannot (older releases), each
+    with the ORT backend on synthetic weights (``benchmarks/ort_arena.py [--own]`` on jemalloc): untouched 1016 ->
+    128 MB and RSS 3370 -> 3034 MB after the first driven frames, the frame's time within the machine's noise. Where this ORT cannot (older releases), each
     session keeps its own arena.
     """
     global _shared_arena
