@@ -73,18 +73,21 @@ def test_serial_session_gives_the_bare_sessions_outputs(shared_dir: Path) -> Non
         np.testing.assert_array_equal(got, want)
 
 
-_GROWTH = """
+#: shared by the fresh-interpreter scripts below: the real SCRFD model, one input, the heap's trim
+_PRELUDE = """
 import sys, threading, numpy as np, onnxruntime as ort
+import mirage_desktop.vision.onnx_session as osess
 from mirage_desktop.engine.host_memory import HostMemory, rss_bytes
-from mirage_desktop.vision.onnx_session import open_session, session_options
 path, kind = sys.argv[1], sys.argv[2]
-if kind == "serial":
-    s = open_session(path, 1, ["CPUExecutionProvider"])
-else:
-    s = ort.InferenceSession(path, session_options(1), providers=["CPUExecutionProvider"])
-name = s.get_inputs()[0].name
 x = np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)
 memory = HostMemory()
+"""
+_GROWTH = _PRELUDE + """
+if kind == "serial":
+    s = osess.open_session(path, 1, ["CPUExecutionProvider"])
+else:
+    s = ort.InferenceSession(path, osess.session_options(1), providers=["CPUExecutionProvider"])
+name = s.get_inputs()[0].name
 for _ in range(3):
     s.run(None, {name: x})
 memory.trim(); before = rss_bytes()
@@ -95,8 +98,8 @@ memory.trim(); print(rss_bytes() - before)
 """
 
 
-def _growth_mb(path: Path, kind: str) -> float:
-    out = subprocess.run([sys.executable, "-c", _GROWTH, str(path), kind], capture_output=True, text=True,
+def _growth_mb(path: Path, kind: str, script: str = _GROWTH) -> float:
+    out = subprocess.run([sys.executable, "-c", script, str(path), kind], capture_output=True, text=True,
                          timeout=300, check=True)
     return int(out.stdout.strip().splitlines()[-1]) / 1e6
 
@@ -112,17 +115,11 @@ def test_overlapping_callers_do_not_grow_the_arena(shared_dir: Path) -> None:
     assert serial < 25, f"taking turns still grew the resident size by {serial:.0f} MB (bare runs: {bare:.0f} MB)"
 
 
-_TWO_SESSIONS = """
-import sys, numpy as np, onnxruntime as ort
-import mirage_desktop.vision.onnx_session as osess
-from mirage_desktop.engine.host_memory import HostMemory, rss_bytes
-path, kind = sys.argv[1], sys.argv[2]
+_TWO_SESSIONS = _PRELUDE + """
 if kind == "own":
     osess.share_cpu_arena = lambda: False  # each session its own arena, ORT's default
 first, second = (osess.open_session(path, 1, ["CPUExecutionProvider"]) for _ in range(2))
 name = first.get_inputs()[0].name
-x = np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32)
-memory = HostMemory()
 for _ in range(3):
     first.run(None, {name: x})
 memory.trim(); before = rss_bytes()
@@ -136,14 +133,8 @@ def test_sessions_share_one_cpu_arena(shared_dir: Path) -> None:
     """The kernel's resident size is the oracle: a second SCRFD session's runs grow an arena of their own by
     default; with the process's one arena they reuse what the first session's runs left free."""
     path = shared_dir / "models" / "scrfd_500m_bnkps.onnx"
-
-    def growth(kind: str) -> float:
-        out = subprocess.run([sys.executable, "-c", _TWO_SESSIONS, str(path), kind], capture_output=True, text=True,
-                             timeout=300, check=True)
-        return int(out.stdout.strip().splitlines()[-1]) / 1e6
-
-    own = growth("own")  # measured +27 MB on scrfd_500m; shared, 0
+    own = _growth_mb(path, "own", _TWO_SESSIONS)  # measured +27 MB on scrfd_500m; shared, 0
     if own < 15:
         pytest.skip(f"a second session's arena grew only {own:.0f} MB here: nothing to compare")
-    shared = growth("shared")
+    shared = _growth_mb(path, "shared", _TWO_SESSIONS)
     assert shared < own / 2, f"the second session still grew the resident size by {shared:.0f} MB (own: {own:.0f})"
