@@ -214,7 +214,7 @@ class HostMemory:
             allocated = _jemalloc_stat(self._mallctl, b"stats.allocated")
             # in use: bytes handed out; free: resident pages outside active ones (idle pages not yet handed back,
             # metadata); resident: all of the heap's resident pages, so RSS - rss_file - heap_resident is what the
-            # heap does not hold (Python's arenas, thread stacks, other mmaps)
+            # heap does not hold (Python's arenas, thread stacks, other mmaps) less what it counts but nothing touched
             resident = _jemalloc_stat(self._mallctl, b"stats.resident")
             out["heap_in_use_mb"] = round(allocated / 2**20, 1)
             out["heap_free_mb"] = round(max(0, resident - _jemalloc_stat(self._mallctl, b"stats.active")) / 2**20, 1)

@@ -88,8 +88,9 @@ def share_cpu_arena() -> bool:
     sessions held about 1 GB that jemalloc counts as handed out but the kernel never saw touched, and RSS crept up
     as later runs touched it for the first time (the soak's hour: 13-16 MB/h outside every heap figure). Measured
     with the ORT backend on synthetic weights (``benchmarks/ort_arena.py [--own]`` on jemalloc): untouched 1016 ->
-    128 MB and RSS 3370 -> 3034 MB after the first driven frames, the frame's time within the machine's noise. Where this ORT cannot (older releases), each
-    session keeps its own arena.
+    128 MB and RSS 3370 -> 3034 MB after the first driven frames, the frame's time within the machine's noise.
+    Where this ORT cannot (older releases), each session keeps its own arena. Runs of different sessions at once
+    (SCRFD on the capture thread, LivePortrait on its stage) still need their sum, as separate arenas did.
     """
     global _shared_arena
     with _shared_arena_lock:
