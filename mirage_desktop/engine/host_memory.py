@@ -224,7 +224,8 @@ class HostMemory:
             # in use: small and large chunks handed out plus mmapped blocks; free: what the arenas keep
             out["heap_in_use_mb"] = round((info.uordblks + info.hblkhd) / 2**20, 1)
             out["heap_free_mb"] = round(info.fordblks / 2**20, 1)
-            out["heap_resident_mb"] = round((info.arena + info.hblkhd) / 2**20, 1)  # an upper bound: trimmed pages count
+            # resident: an upper bound (pages a trim handed back still count)
+            out["heap_resident_mb"] = round((info.arena + info.hblkhd) / 2**20, 1)
         return out
 
     # ------------------------------------------------------------------------------------------------ thread
