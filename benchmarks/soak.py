@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -646,26 +647,28 @@ class Soak:
         pages and what neither holds; a leak raises the RSS ones and one of the others, heap churn between two trims
         only the raw one."""
         cut = self.slope_cut()
-        heap = [(float(h["t"]), float(h["heap_in_use_mb"])) for h in self.heap
-                if h.get("heap_in_use_mb") is not None and h["t"] >= cut]
-        blocks = [(float(h["t"]), float(h["python_blocks"])) for h in self.heap
-                  if h.get("python_blocks") is not None and h["t"] >= cut]
-        files = [(float(h["t"]), float(h["rss_file_mb"])) for h in self.heap
-                 if h.get("rss_file_mb") is not None and h["t"] >= cut]
-        resident = [(float(h["t"]), float(h["heap_resident_mb"])) for h in self.heap
-                    if h.get("heap_resident_mb") is not None and h["t"] >= cut]
-        # what neither the heap nor a file holds: Python's arenas, thread stacks, other anonymous mmaps (an offset
-        # of pages the heap counts but never touched makes it negative; its slope is what counts)
-        outside = [(float(h["t"]), float(h["rss_mb"]) - float(h["rss_file_mb"]) - float(h["heap_resident_mb"]))
-                   for h in self.heap if h.get("heap_resident_mb") is not None and h.get("rss_file_mb") is not None
-                   and h.get("rss_mb") is not None and h["t"] >= cut]
-        quiet = [p for p in self.quiet_rss if p[0] >= cut]
-        return {"rss_file_slope_mb_per_h": round(slope(files) * 3600.0, 2) if len(files) >= 3 else None,
-                "heap_resident_slope_mb_per_h": round(slope(resident) * 3600.0, 2) if len(resident) >= 3 else None,
-                "outside_heap_slope_mb_per_h": round(slope(outside) * 3600.0, 2) if len(outside) >= 3 else None,
-                "quiet_rss_slope_mb_per_h": round(slope(quiet) * 3600.0, 2) if len(quiet) >= 3 else None,
-                "heap_in_use_slope_mb_per_h": round(slope(heap) * 3600.0, 2) if len(heap) >= 3 else None,
-                "python_blocks_slope_per_h": round(slope(blocks) * 3600.0) if len(blocks) >= 3 else None}
+
+        def series(value: Callable[[dict[str, Any]], float]) -> list[tuple[float, float]]:
+            out = []
+            for h in self.heap:
+                try:
+                    out.append((float(h["t"]), float(value(h))))
+                except (KeyError, TypeError):  # a figure this allocator does not report
+                    continue
+            return [p for p in out if p[0] >= cut]
+
+        def per_hour(points: list[tuple[float, float]], digits: int | None = 2) -> float | None:
+            return round(slope(points) * 3600.0, digits) if len(points) >= 3 else None
+
+        # outside: what neither the heap nor a file holds (Python's arenas, thread stacks, other anonymous mmaps);
+        # pages the heap counts but nothing touched offset it below zero, its slope is what counts
+        return {"rss_file_slope_mb_per_h": per_hour(series(lambda h: h["rss_file_mb"])),
+                "heap_resident_slope_mb_per_h": per_hour(series(lambda h: h["heap_resident_mb"])),
+                "outside_heap_slope_mb_per_h": per_hour(
+                    series(lambda h: h["rss_mb"] - h["rss_file_mb"] - h["heap_resident_mb"])),
+                "quiet_rss_slope_mb_per_h": per_hour([p for p in self.quiet_rss if p[0] >= cut]),
+                "heap_in_use_slope_mb_per_h": per_hour(series(lambda h: h["heap_in_use_mb"])),
+                "python_blocks_slope_per_h": per_hour(series(lambda h: h["python_blocks"]), None)}
 
     def slope_cut(self) -> float:
         return min(300.0, self.args.minutes * 60.0 / 3)  # the hour's goal counts after 5 minutes
