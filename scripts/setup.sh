@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# Creates .venv and installs Mirage into it. Usage: scripts/setup.sh [extras], e.g. scripts/setup.sh test
+# Creates .venv and installs Mirage into it, every package at the version requirements.lock pins (hash-checked).
+# Usage: scripts/setup.sh [--latest] [test]
+#   test      also the system packages the tests need (Chromium for the WebRTC page)
+#   --latest  the newest versions pyproject.toml allows instead of the lock, into .venv-latest (drift found on purpose)
 # Installs the system libraries Qt needs and jemalloc (the app restarts itself on it: engine/host_memory.py) where
-# apt-get exists, and the pinned torch build first (a bare `torch`
-# resolves to a multi-GB build on some machines).
+# apt-get exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-}"
+latest=0
+extras=""
+for arg in "$@"; do
+  case "$arg" in
+    --latest) latest=1 ;;
+    test) extras=test ;;
+    *) echo "usage: scripts/setup.sh [--latest] [test]" >&2; exit 2 ;;
+  esac
+done
+venv=.venv
+[ "$latest" = 0 ] || venv=.venv-latest
 
 if command -v apt-get >/dev/null 2>&1; then
   sudo=""
@@ -24,12 +36,16 @@ if command -v apt-get >/dev/null 2>&1; then
 fi
 
 python=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$python" -m venv .venv
-. .venv/bin/activate
-python -m pip install -q --upgrade pip
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+. "$venv/bin/activate"
+python -m pip install -q "pip==26.3"
+# torch first, pinned: a bare `torch` resolves to a multi-GB CUDA build on some machines, and the lock leaves torch
+# to the index that fits this machine.
 python -m pip install -q "torch==2.13.0"
-if [ -n "$extras" ]; then
-  python -m pip install -q -e ".[$extras]"
+if [ "$latest" = 1 ]; then
+  python -m pip install -q --upgrade --upgrade-strategy eager -e ".[test,package]"
 else
-  python -m pip install -q -e .
+  python -m pip install -q --no-deps --require-hashes -r requirements.lock
+  python -m pip install -q --no-deps --no-build-isolation -e .
 fi
+python -m pip check

@@ -52,11 +52,20 @@ def test_array_matches_the_official_golden(geometry_report: tuple[Report, Path],
     assert found[0].passed, found[0].line()
 
 
-def test_crop_matrices_are_bit_exact(geometry_report: tuple[Report, Path]) -> None:
-    """Following the official float32 operation order reproduces the golden exactly (the kit README's claim)."""
+def test_crop_matrices_are_bit_exact(geometry_report: tuple[Report, Path], kit: Path) -> None:
+    """Following the official float32 operation order reproduces the matrices and ratios exactly (the kit README's
+    claim); the warped images (uint8 in the kit) are held to their own rule, which OpenCV releases differ under."""
+    arrays = json.loads((kit / "tolerances.json").read_text())["arrays"]
+    checked = 0
     for c in geometry_report[0].checks:
-        if c.name.startswith("crop.npz:") or c.name.startswith("ratios.npz:"):
+        if not c.name.startswith(("crop.npz:", "ratios.npz:")):
+            continue
+        checked += 1
+        if arrays[c.name]["stored_dtype"] == "uint8":
+            assert c.passed, c.line()
+        else:
             assert c.error == 0.0, c.line()
+    assert checked > 0
 
 
 def test_dump_has_the_kit_names_shapes_and_dtypes(geometry_report: tuple[Report, Path], kit: Path) -> None:
