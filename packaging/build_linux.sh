@@ -2,7 +2,8 @@
 # Builds the Linux one-folder bundle dist/mirage/ with the torch build of the active environment (CPU here).
 # Usage (from anywhere): bash packaging/build_linux.sh [--tar]  -> dist/mirage/mirage, build log in build/pyinstaller.log
 #   --tar  also packs dist/mirage-linux-x86_64.tar.gz for distribution.
-# Uses .venv if no virtualenv is active, installs PyInstaller into it if missing, and prints the bundle size.
+# Uses .venv (scripts/setup.sh installs it from requirements.lock, PyInstaller included) if no virtualenv is active,
+# and prints the bundle size.
 # The bundle holds no model weights: the app downloads them (mirage-models download all, or the window's button).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
   fi
   . .venv/bin/activate
 fi
-python -c "import PyInstaller" 2>/dev/null || python -m pip install -q "pyinstaller>=6.5"
+python -c "import PyInstaller" 2>/dev/null || { echo "build_linux: no PyInstaller; run 'bash scripts/setup.sh' (it installs requirements.lock)" >&2; exit 1; }
 python -c "import mirage_desktop" || { echo "build_linux: mirage_desktop is not importable; run 'pip install -e .'" >&2; exit 1; }
 
 mkdir -p build

@@ -20,8 +20,11 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip
-python -m pip install -q -e ".[package]"
+python -m pip install -q "pip==26.3"
+python -m pip install -q "torch==2.13.0"
+python -m pip install -q --no-deps --require-hashes -r requirements.lock   # PyInstaller included
+python -m pip install -q --no-deps --no-build-isolation -e .
+python -m pip check
 
 # .icns from the hicolor PNGs (drawn from resources/icon.svg by packaging/make_icons.py).
 iconset=build/mirage.iconset

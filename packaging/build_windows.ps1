@@ -23,13 +23,17 @@ Set-Location (Join-Path $PSScriptRoot "..")
 
 if (-not (Test-Path ".venv\Scripts\python.exe")) { py -3.11 -m venv .venv }
 $py = ".venv\Scripts\python.exe"
-& $py -m pip install -q --upgrade pip
+& $py -m pip install -q "pip==26.3"
 if ($Cuda) {
     & $py -m pip install -q "torch==$TorchVersion" --index-url $CudaIndex
 } else {
     & $py -m pip install -q "torch==$TorchVersion" --index-url "https://download.pytorch.org/whl/cpu"
 }
-& $py -m pip install -q -e ".[package]" pillow
+# Then exactly what requirements.lock pins (hash-checked; PyInstaller and Pillow included), then Mirage itself.
+& $py -m pip install -q --no-deps --require-hashes -r requirements.lock
+if ($LASTEXITCODE -ne 0) { throw "pip install -r requirements.lock failed" }
+& $py -m pip install -q --no-deps --no-build-isolation -e .
+& $py -m pip check
 if ($LASTEXITCODE -ne 0) { throw "pip install failed" }
 
 & $py -m PyInstaller --noconfirm --clean --distpath dist --workpath build\pyinstaller packaging\mirage.spec
