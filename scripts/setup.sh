@@ -43,8 +43,11 @@ python -m pip install -q "pip==26.3"
 # to the index that fits this machine.
 python -m pip install -q "torch==2.13.0"
 if [ "$latest" = 1 ]; then
-  python -m pip install -q --upgrade --upgrade-strategy eager -e ".[test,package]"
+  # torch stays at the pinned build (a newer torch from PyPI is a multi-GB CUDA build)
+  python -m pip install -q --upgrade --upgrade-strategy eager -c <(echo "torch==2.13.0") -e ".[test,package]"
 else
+  # Mirage before the lock installed the full opencv-python, whose cv2 and Qt plugins would shadow the headless one.
+  if python -m pip show -q opencv-python >/dev/null 2>&1; then python -m pip uninstall -q -y opencv-python; fi
   python -m pip install -q --no-deps --require-hashes -r requirements.lock
   python -m pip install -q --no-deps --no-build-isolation -e .
 fi
