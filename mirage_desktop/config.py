@@ -19,6 +19,8 @@ from typing import Any, Mapping
 
 import platformdirs
 
+from mirage_desktop.os_support import fsync_directory
+
 logger = logging.getLogger(__name__)
 
 APP_NAME = "mirage"
@@ -372,21 +374,5 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
         except OSError:
             pass
         raise
-    _sync_folder(path.parent)
+    fsync_directory(path.parent)  # the rename itself (POSIX; Windows needs nothing)
     return path
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); Windows has no directory handles to sync, and needs none."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

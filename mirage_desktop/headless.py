@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from mirage_desktop.config import Settings
 from mirage_desktop.engine import faults
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import SourceError, VideoFileSource
+from mirage_desktop.os_support import register_stack_dump, stop_signals
 from mirage_desktop.session import Session
 from mirage_desktop.stages.avatar.stage import AvatarError
 from mirage_desktop.stages.factory import UnknownStageError, make_engine_source, parse_enable
@@ -76,16 +76,11 @@ def final_stats(engine: Engine, wall_s: float) -> dict[str, Any]:
     return stats
 
 
-#: Signals that end a headless run the way Ctrl+C does: SIGTERM is what ``docker stop``, systemd and most supervisors
-#: send; SIGHUP comes when the terminal closes. A second one while stopping gives up waiting (exit code 128+N).
-STOP_SIGNALS: tuple[str, ...] = ("SIGINT", "SIGTERM", "SIGHUP")
-#: ``kill -USR1 <pid>`` prints every thread's stack to stderr (for a run that seems stuck; the soak uses it).
-DUMP_SIGNAL = "SIGUSR1"
-
-
 def install_stop_signals(stop: threading.Event) -> dict[int, Any]:
-    """Make every stop signal set ``stop`` so the run leaves its loop and takes the one clean stop path (outputs
-    closed, recording finalised, peers hung up, stats written). Returns the previous handlers for
+    """Make every stop signal this OS has (:func:`~mirage_desktop.os_support.stop_signals`: Ctrl+C, SIGTERM from
+    ``docker stop``/systemd, SIGHUP when the terminal closes, Ctrl+Break on Windows) set ``stop`` so the run leaves
+    its loop and takes the one clean stop path (outputs closed, recording finalised, peers hung up, stats written).
+    A second one while stopping gives up waiting (exit code 128+N). Returns the previous handlers for
     :func:`restore_signals`; empty when not on the main thread (signals can only be handled there)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
@@ -100,14 +95,8 @@ def install_stop_signals(stop: threading.Event) -> dict[int, Any]:
         except RuntimeError:  # the main thread was itself writing to stderr: the stop matters, not the line
             pass
 
-    previous: dict[int, Any] = {}
-    for name in STOP_SIGNALS:
-        signum = getattr(signal, name, None)
-        if signum is not None:
-            previous[signum] = signal.signal(signum, on_signal)
-    dump = getattr(signal, DUMP_SIGNAL, None)
-    if dump is not None:
-        faulthandler.register(dump, all_threads=True, chain=False)
+    previous: dict[int, Any] = {signum: signal.signal(signum, on_signal) for signum in stop_signals()}
+    register_stack_dump()  # kill -USR1 <pid>: every thread's stack on stderr (not on Windows)
     return previous
 
 

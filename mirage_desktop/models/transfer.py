@@ -26,6 +26,7 @@ from mirage_desktop.models.hub import RemoteFile, connection_cut, open_stream, r
 from mirage_desktop.models.integrity import HashCache, sha256_file
 from mirage_desktop.models.registry import RegistryEntry
 from mirage_desktop.models.status import format_bytes, partial_path
+from mirage_desktop.os_support import fsync_directory
 
 logger = logging.getLogger(__name__)
 
@@ -190,14 +191,7 @@ class FileTransfer:
             os.fsync(f.fileno())
         os.replace(self.part, self.target)
         self.meta.unlink(missing_ok=True)
-        try:
-            dir_fd = os.open(self.target.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError:
-            pass
+        fsync_directory(self.target.parent)  # the rename itself (POSIX; Windows needs nothing)
         cache = HashCache(self.models_dir)
         cache.put(e.local_path, self.target.stat(), digest)
         cache.save()

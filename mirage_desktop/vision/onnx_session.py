@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import logging
-import sys
 import threading
 from typing import TYPE_CHECKING, Any
+
+from mirage_desktop.os_support import nvidia_driver_present
 
 if TYPE_CHECKING:
     import onnxruntime  # type: ignore[import-untyped]
@@ -23,20 +21,6 @@ DIRECTML = "DmlExecutionProvider"
 #: provider -> a short name for reasons and /health
 SHORT_NAMES = {CPU: "cpu", CUDA: "cuda", TENSORRT: "tensorrt", DIRECTML: "directml"}
 
-@functools.lru_cache(maxsize=1)
-def _cuda_driver_present() -> bool:
-    """True when the NVIDIA driver library loads; without it asking ORT for CUDA only logs errors."""
-    if sys.platform == "darwin":
-        return False
-    names = ["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", ctypes.util.find_library("cuda") or ""]
-    for name in filter(None, names):
-        try:
-            ctypes.CDLL(name)
-        except OSError:
-            continue
-        return True
-    return False
-
 
 def choose_providers(device: str = "auto") -> list[str]:
     """Execution providers to ask for: CUDA first when onnxruntime-gpu and a driver are there, CPU always last."""
@@ -45,7 +29,7 @@ def choose_providers(device: str = "auto") -> list[str]:
     device = (device or "auto").lower()
     if device == "cpu":
         return [CPU]
-    if CUDA in ort.get_available_providers() and _cuda_driver_present():
+    if CUDA in ort.get_available_providers() and nvidia_driver_present():
         preload = getattr(ort, "preload_dlls", None)  # CUDA/cuDNN from pip wheels (onnxruntime >= 1.21)
         if callable(preload):
             try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from mirage_desktop.liveportrait.kit_compare import LOOSE_MEAN_ABS
 from mirage_desktop.liveportrait.loader import LivePortraitNetworks
 from mirage_desktop.liveportrait.motion_extractor import RawMotion
 from mirage_desktop.liveportrait.warping import WarpOutput
+from mirage_desktop.os_support import cpu_model
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +124,7 @@ def machine_key(device: torch.device, precision: str, backends: tuple[str, ...],
     if device.type == "cuda":
         hw = torch.cuda.get_device_name(device)
     else:
-        cpu = platform.processor() or platform.machine()
-        try:
-            cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
-        hw = f"{cpu} x{os.cpu_count()}"
+        hw = f"{cpu_model()} x{os.cpu_count()}"
     return "|".join([hw, str(device), precision, f"threads {torch.get_num_threads()}", f"torch {torch.__version__}",
                      f"ort {ort_v}", ",".join(backends), digest[:16]])
 

@@ -9,33 +9,24 @@ on CUDA), which keeps the error down.
 from __future__ import annotations
 
 import copy
-import functools
 from typing import Any
 
 import torch
 from torch import nn
 
 from mirage_desktop.liveportrait.backends.base import BackendUnavailable, to_float32
+from mirage_desktop.os_support import cpu_flags
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+#: CPU flags (as torch's cpuinfo or the kernel spell them) of native bf16 instructions: AVX512-BF16 or AMX
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_tile", "amx_bf16"})
 
 
-@functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU has bf16 instructions (AVX512-BF16 or AMX): elsewhere bf16 is emulated and slower."""
-    # torch's cpuinfo flags (every OS); not mkldnn's bf16 check, which is also true on AVX512 CPUs that only emulate
-    cpu = getattr(torch, "cpu", None)
-    try:
-        if cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported():  # type: ignore[union-attr]
-            return True
-    except (AttributeError, RuntimeError):
-        pass
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """True when the CPU has bf16 instructions (AVX512-BF16 or AMX): elsewhere bf16 is emulated and slower. False
+    when the flags cannot be read. Not mkldnn's bf16 check, which is also true on AVX512 CPUs that only emulate."""
+    return bool((cpu_flags() or frozenset()) & NATIVE_BF16_FLAGS)
 
 
 def check_precision(device: torch.device, precision: str) -> None:
