@@ -221,3 +221,47 @@ def test_one_time_work_shows_as_the_loading_reason(synthetic_models_dir: Path, m
     assert seen == [("loading", "optimising for this computer (one time)… preparing the G network for ONNX "
                                 "Runtime, 50%")]
     assert stage.reason == "" and stage.stats()["backend"]["G"] == "torch fp32"
+
+
+def test_the_face_tracker_runs_on_the_processing_thread_only(synthetic_models_dir: Path) -> None:
+    """Face detection off, the avatar on: the face stage still tracks for the avatar, on the processing thread,
+    and switching face detection on mid-run keeps every tracker call on that one thread (the avatar's worker
+    never touches the tracker and its landmark buffers)."""
+    import threading
+    import time
+
+    from mirage_desktop.engine.pipeline import Engine
+
+    settings = Settings(models_dir=synthetic_models_dir, enable_scrfd=False, enable_liveportrait=True,
+                        output_width=640, output_height=360, device="cpu", liveportrait_backend="torch",
+                        liveportrait_precision="fp32")
+    face = FaceDetectionStage(settings)
+    avatar = AvatarStage(settings, face)
+    assert face.ensure_ready(block=True) and avatar.ensure_ready(block=True), avatar.reason
+    callers: list[str] = []
+    tracker = face.tracker
+    assert tracker is not None
+    update = tracker.update
+
+    def spy(image: np.ndarray, t: float):  # type: ignore[no-untyped-def]
+        callers.append(threading.current_thread().name)
+        return update(image, t)
+
+    tracker.update = spy  # type: ignore[method-assign]
+    engine = Engine(DemoSource(640, 360, 30), [face, avatar])
+    engine.start()
+    try:
+        deadline = time.monotonic() + 60
+        while engine.metrics.stage(avatar.name).count < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        animated_off = engine.metrics.stage(avatar.name).count
+        calls_off = len(callers)
+        face.set_enabled(True)
+        deadline = time.monotonic() + 60
+        while engine.metrics.stage(avatar.name).count < animated_off + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        engine.stop()
+    assert animated_off >= 2 and calls_off >= 2  # the avatar animated from the tracked face with detection off
+    assert len(callers) > calls_off  # and the tracker went on after the switch
+    assert set(callers) == {"mirage-process"}, set(callers)  # the engine's processing thread, by its name

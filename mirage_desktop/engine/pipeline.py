@@ -271,6 +271,7 @@ class Engine:
                 if not stage.enabled:
                     if worker is not None and worker.result is not None:
                         worker.clear()  # switched off: pass-through from this frame on, and no old result later
+                    frame = stage.process_when_off(frame)
                 elif worker is None:
                     frame = self._run_stage(stage, frame)
                 else:

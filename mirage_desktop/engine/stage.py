@@ -68,6 +68,12 @@ class Stage(ABC):
         self._loader: threading.Thread | None = None
         self._prepare_lock = threading.Lock()
 
+    def process_when_off(self, frame: Frame) -> Frame:
+        """What the processing thread does with a frame while the stage is switched off: pass it through. A stage
+        whose per-frame state a later stage still needs while it is off (the face tracker for the avatar)
+        overrides this, so that state keeps one owner, the processing thread."""
+        return frame
+
     # ----------------------------------------------------------------------------------------- status
     @property
     def reason(self) -> str:

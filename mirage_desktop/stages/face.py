@@ -10,7 +10,7 @@ The driving face is the one the user picked (:meth:`FaceDetectionStage.pick_face
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -57,6 +57,8 @@ class FaceDetectionStage(Stage):
         self._pick: tuple[float, float] | None = None
         self._last_face: Face | None = None
         self._restart = False
+        #: whether a later stage needs the driving face while this stage is off (the avatar stage sets it)
+        self.wanted_when_off: Callable[[], bool] = lambda: False
 
     def prepare(self) -> None:
         candidates = model_candidates(self.settings)
@@ -143,6 +145,16 @@ class FaceDetectionStage(Stage):
     def set_enabled(self, enabled: bool) -> None:
         super().set_enabled(enabled)
         self._restart = True  # the face may be anywhere when the stage comes back; the processing thread resets
+
+    def process_when_off(self, frame: Frame) -> Frame:
+        """Switched off, the stage still tracks the driving face for the avatar when it animates (no boxes drawn,
+        no timings): the tracker and its landmark buffers have one owner, the processing thread, whichever
+        switch is on. ``wanted_when_off`` says whether a later stage needs the face."""
+        if not self.wanted_when_off() or not self.ensure_ready(block=False) or self.tracker is None:
+            return frame
+        frame.face = self.track(frame.camera if frame.camera is not None else frame.image, frame.t_capture)
+        frame.face_checked = True
+        return frame
 
     def process(self, frame: Frame) -> Frame:
         detector = self.detector

@@ -88,6 +88,7 @@ class AvatarStage(Stage):
         super().__init__(enabled=settings.enable_liveportrait)
         self.settings = settings
         self.detector = detector
+        detector.wanted_when_off = lambda: self.enabled  # the face stage tracks for us while it is switched off
         self.options = AvatarOptions(fallback=settings.fallback)
         self._drive_opts = self.options.drive_options()
         self._smoother = self.options.smoother()
@@ -213,11 +214,10 @@ class AvatarStage(Stage):
     def _locate(self, frame: Frame) -> Face | None:
         if frame.face_checked:
             return frame.face
-        # face detection is switched off: animate anyway with the detector's own tracker
-        if not self.detector.ensure_ready(block=False) or self.detector.tracker is None:
-            status = self.detector.status()
-            raise StageUnavailable(status.reason or "loading...", status.model_group)
-        return self.detector.track(frame.camera if frame.camera is not None else frame.image, frame.t_capture)
+        # face detection is switched off and its tracker (run for us on the processing thread) is not ready yet
+        status = self.detector.status()
+        raise StageUnavailable(status.reason if status.reason not in ("", "off") else "loading...",
+                               status.model_group)
 
     def _restart_driver(self) -> None:
         """A new driving face (or none): the live crop and the motion filter start afresh."""
