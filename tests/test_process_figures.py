@@ -13,7 +13,7 @@ from mirage_desktop.engine.process_figures import ProcessFigures
 
 #: run in a fresh interpreter: in the suite's process other tests' threads start, stop and open files meanwhile
 _KNOWN = r"""
-import json, os, sys, tempfile, threading
+import json, os, sys, tempfile, threading, time
 import numpy as np
 from mirage_desktop.engine.process_figures import ProcessFigures
 
@@ -33,6 +33,10 @@ for t in threads:
     t.join()
 for f in files:
     f.close()
+# join() returns once Python is done with a thread; the OS thread ends a moment later
+deadline = time.monotonic() + 30
+while figures.snapshot()["threads"] > out["before"]["threads"] and time.monotonic() < deadline:
+    time.sleep(0.01)
 out["after"] = figures.snapshot()
 print(json.dumps(out))
 """
