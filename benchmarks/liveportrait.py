@@ -13,11 +13,10 @@ baseline for the official modules (2-vCPU AMD EPYC, torch 2.13 CPU, 2 threads). 
 ``{"driven_frame_ms", "modules": {"F", "M", "W", "G"}, "backend": {module: backend}, "precision"}`` of the candidate.
 
 ``--steady SECONDS`` instead drives frames back to back for that long on a worker thread, as the engine's avatar
-stage does, with the engine's heap trim thread running, and samples RSS every 0.25 s from a second thread: it prints
-the frame median and the resident size's mean, spread and range over the last two thirds (``--json OUT`` then
-writes those figures and the backends). That spread is what the
-soak's raw RSS samples carry (PyTorch on a CPU allocates and frees a frame's activations in the heap; ONNX Runtime
-plans them once in its arena).
+stage does, and samples RSS every 0.25 s from a second thread: it prints the frame median and the resident size's
+mean, spread and range over the last two thirds (``--json OUT`` then writes those figures and the backends). That
+spread is what the soak's raw RSS samples carry (PyTorch on a CPU allocates and frees a frame's activations in the
+heap; ONNX Runtime plans them once in its arena).
 """
 
 from __future__ import annotations
@@ -35,10 +34,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mirage_desktop.engine.host_memory import HostMemory, rss_bytes
 from mirage_desktop.liveportrait.backends import build_networks
 from mirage_desktop.liveportrait.backends.torch_backend import check_device
 from mirage_desktop.liveportrait.loader import load_networks
@@ -113,18 +112,16 @@ def cases(lp: LivePortrait, src: torch.Tensor, drv: torch.Tensor) -> dict[str, C
 
 
 def steady(frame: Callable[[], object], seconds: float) -> dict[str, float]:
-    """Frames back to back on a worker thread for ``seconds`` (the trim thread on), RSS sampled every 0.25 s."""
+    """Frames back to back on a worker thread for ``seconds``, RSS sampled every 0.25 s."""
     samples: list[tuple[float, float]] = []
     times: list[float] = []
     done = threading.Event()
-    host = HostMemory()
+    process = psutil.Process()
 
     def sample() -> None:
         t0 = time.monotonic()
         while not done.wait(0.25):
-            rss = rss_bytes()
-            if rss is not None:
-                samples.append((time.monotonic() - t0, rss / 2**20))
+            samples.append((time.monotonic() - t0, process.memory_info().rss / 2**20))
 
     def work() -> None:
         with torch.inference_mode():
@@ -135,17 +132,15 @@ def steady(frame: Callable[[], object], seconds: float) -> dict[str, float]:
                 times.append((time.perf_counter() - start) * 1000)
 
     threads = [threading.Thread(target=sample, daemon=True), threading.Thread(target=work)]
-    host.start()
     for t in threads:
         t.start()
     threads[1].join()
     done.set()
     threads[0].join()
-    host.stop()
     settled = [r for t, r in samples if t >= seconds / 3] or [r for _, r in samples]  # after the first frames
     return {"frames": len(times), "frame_ms": statistics.median(times[1:] or times),
             "rss_mean_mb": statistics.fmean(settled), "rss_std_mb": statistics.pstdev(settled),
-            "rss_min_mb": min(settled), "rss_max_mb": max(settled), "trims": host.trims}
+            "rss_min_mb": min(settled), "rss_max_mb": max(settled)}
 
 
 def main() -> int:
@@ -205,7 +200,7 @@ def main() -> int:
         got = steady(cand_cases["driven frame"], args.steady)
         print(f"{got['frames']} driven frames in {args.steady:g} s, median {got['frame_ms']:.0f} ms; RSS after the "
               f"first third: mean {got['rss_mean_mb']:.0f} MB, spread (std) {got['rss_std_mb']:.1f} MB, "
-              f"{got['rss_min_mb']:.0f}-{got['rss_max_mb']:.0f} MB; {got['trims']} heap trims")
+              f"{got['rss_min_mb']:.0f}-{got['rss_max_mb']:.0f} MB")
         if args.json:
             args.json.write_text(json.dumps({**got, "backend": backends}) + "\n")
         return 0

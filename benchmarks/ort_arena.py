@@ -1,10 +1,10 @@
 """Resident size and speed of the LivePortrait ONNX Runtime backend on a CPU, with the process's one shared CPU
 arena (what the app does) or each session's own arena (ORT's default, ``--own``).
 
-Run it on jemalloc, as the app runs (``LD_PRELOAD=libjemalloc.so.2 MALLOC_CONF=narenas:2``), so the heap's figures
-are there: ``untouched`` is what jemalloc counts as resident but the kernel has not seen touched (heap resident
-minus anonymous RSS), the pages later runs can fault in for the first time. Two runs, one per mode, on the same
-machine make the comparison; each prints its figures after every step.
+Per-session arenas grow in powers of two and reserve more than the runs use; the pages later runs touch for the
+first time show as RSS creeping up long after start. Two runs, one per mode, on the same machine make the
+comparison; each prints the resident size (free heap pages handed back first, where glibc's malloc serves the
+process) after every step.
 
     python benchmarks/ort_arena.py            # shared arena
     python benchmarks/ort_arena.py --own      # each session its own
@@ -13,6 +13,7 @@ machine make the comparison; each prints its figures after every step.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import statistics
 import sys
 import tempfile
@@ -20,13 +21,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mirage_desktop.vision.onnx_session as osess  # noqa: E402
 from liveportrait import KIT, cases, write_synthetic  # noqa: E402
-from mirage_desktop.engine.host_memory import HostMemory  # noqa: E402
 from mirage_desktop.liveportrait.backends import build_networks  # noqa: E402
 from mirage_desktop.liveportrait.loader import load_networks  # noqa: E402
 from mirage_desktop.liveportrait.runner import LivePortrait, rgb_to_tensor  # noqa: E402
@@ -40,17 +41,16 @@ def main() -> int:
     args = ap.parse_args()
     if args.own:
         osess.share_cpu_arena = lambda: False
-    host = HostMemory()
-    if host.allocator != "jemalloc":
-        print("note: not on jemalloc, so `untouched` is n/a; preload libjemalloc.so.2 for the heap's figures")
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: its free pages are the allocator's business
+        trim = None
+    process = psutil.Process()
 
     def show(step: str) -> None:
-        host.trim()
-        s = host.snapshot()
-        untouched = (s["heap_resident_mb"] - (s["rss_mb"] - s["rss_file_mb"])
-                     if host.allocator == "jemalloc" else float("nan"))
-        print(f"{step:24s} RSS {s['rss_mb']:7.1f} MB  heap resident {s['heap_resident_mb'] or 0:7.1f}  "
-              f"untouched {untouched:7.1f}", flush=True)
+        if trim is not None:
+            trim(0)
+        print(f"{step:24s} RSS {process.memory_info().rss / 2**20:7.1f} MB", flush=True)
 
     dev = torch.device("cpu")
     print("arena:", "each session its own" if args.own else "one, shared")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from mirage_desktop import __version__
 from mirage_desktop.config import LIVEPORTRAIT_BACKENDS, LIVEPORTRAIT_PRECISIONS, ConfigError, Settings, load_settings
-from mirage_desktop.engine.host_memory import limit_glibc_arenas, restart_on_jemalloc
 from mirage_desktop.logs import setup_logging
 
 
@@ -77,9 +76,6 @@ def apply_args(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:  # run as a program (not called from code): restart on jemalloc first, once
-        restart_on_jemalloc()
-    limit_glibc_arenas()  # first: before any thread (and its arena) exists; a no-op on jemalloc
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.settings:

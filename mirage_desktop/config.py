@@ -241,22 +241,6 @@ ENV_VARS: dict[str, str] = {
 }
 
 
-#: ``MIRAGE_ALLOCATOR``: the heap the process runs on, chosen before anything else starts (engine/host_memory.py).
-#: "jemalloc" (the default: used where the system has libjemalloc.so.2, on Linux) or "system" (glibc's malloc with
-#: the periodic trim: the instant rollback).
-ALLOCATOR_ENV = "MIRAGE_ALLOCATOR"
-ALLOCATORS = ("jemalloc", "system")
-
-
-def allocator_choice(env: Mapping[str, str] | None = None) -> str:
-    """The allocator ``MIRAGE_ALLOCATOR`` asks for; ConfigError naming the choices for any other value."""
-    raw = (os.environ if env is None else env).get(ALLOCATOR_ENV, "").strip().lower() or ALLOCATORS[0]
-    if raw not in ALLOCATORS:
-        raise ConfigError(f"Invalid value for {ALLOCATOR_ENV}: {raw!r}; use one of {', '.join(ALLOCATORS)} "
-                          "(or unset it).")
-    return raw
-
-
 def _coerce(name: str, raw: Any, origin: str) -> Any:
     """Turn a raw file/env value into the field's type, or fail naming the setting."""
     fld = {f.name: f for f in dataclasses.fields(Settings)}[name]

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from mirage_desktop.config import Settings
-from mirage_desktop.engine import faults
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import SourceError, VideoFileSource
 from mirage_desktop.os_support import register_stack_dump, stop_signals
@@ -157,7 +156,6 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous = install_stop_signals(stop)
 
-    faults.install(engine)  # test-only: does nothing unless MIRAGE_FAULTS is set (benchmarks/soak.py)
     session.start(open_source=False)
     t0 = time.perf_counter()
     deadline = t0 + args.seconds if args.seconds is not None else None

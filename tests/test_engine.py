@@ -238,22 +238,3 @@ def test_every_frame_mode_runs_an_async_stage_inline_on_every_frame() -> None:
     assert all(np.array_equal(f.image, 255 - sent) for f, sent in zip(frames, source.sent))
     assert {thread for *_, thread in slow.seen} == {"mirage-process"}
     assert "asynchronous" not in engine.stats()["stages"]["slow"]
-
-
-def test_async_stage_hold_parks_it_between_frames_while_the_video_goes_on() -> None:
-    source = NumberedSource(fps=40)
-    slow = SlowInvertStage(0.3)
-    engine = Engine(source, [slow])
-    frames = collect(engine)
-    engine.start()
-    assert wait_for(lambda: len(slow.done) >= 1, 20)
-    worker = engine._workers["slow"]
-    assert worker.hold(timeout=5.0)  # waits for the frame in flight, then parks
-    started, done, out = len(slow.seen), len(slow.done), len(frames)
-    assert started == done  # parked between frames: nothing half computed
-    time.sleep(0.8)  # more than two of the stage's frames
-    assert len(slow.seen) == started  # no new job while held
-    assert len(frames) >= out + 15  # the video did not wait (40 fps source)
-    worker.release()
-    assert wait_for(lambda: len(slow.done) >= done + 2, 10)  # computing again
-    engine.stop()

@@ -1,18 +1,19 @@
-"""The recorder under write failures: a full disk (a real small tmpfs when we may mount one, else an injected
-ENOSPC at the file boundary) and an unwritable path. The files are read back with PyAV, not with our code."""
+"""The recorder under write failures: a full disk (a real small tmpfs when we may mount one, else ENOSPC from a
+file put in between at the recorder's file boundary, ``Recorder.open_file``) and an unwritable path. The files are read back with PyAV, not with our code."""
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import time
-import types
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import av
 import numpy as np
 import pytest
 
-from mirage_desktop.engine import faults
 from mirage_desktop.engine.frame import Frame
 from mirage_desktop.outputs.recorder import Recorder, RecorderError
 from recording_helpers import decoded_frames
@@ -35,16 +36,36 @@ def wait_written(rec: Recorder, n: int) -> None:
         time.sleep(0.01)
 
 
-def test_injected_disk_full_stops_the_recorder_not_the_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    switch = types.SimpleNamespace(disk_full=False)
-    monkeypatch.setattr(faults, "ACTIVE", switch)
+class FillingDisk:
+    """A file whose writes fail as a full disk's do (ENOSPC, nothing written) once ``full`` is set."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.full = False
+
+    def write(self, data: bytes) -> int:
+        if self.full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.raw.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+class RecorderOnFillingDisk(Recorder):
+    def open_file(self, path: Path) -> BinaryIO:
+        self.disk = FillingDisk(super().open_file(path))
+        return self.disk  # type: ignore[return-value]
+
+
+def test_injected_disk_full_stops_the_recorder_not_the_caller(tmp_path: Path) -> None:
     reasons: list[str] = []
-    rec = Recorder(tmp_path / "out.mp4", fps=FPS, keep_every_frame=True, on_error=reasons.append)
+    rec = RecorderOnFillingDisk(tmp_path / "out.mp4", fps=FPS, keep_every_frame=True, on_error=reasons.append)
     for i in range(3 * FPS):
         rec.send(frame(i))
     wait_written(rec, 3 * FPS)
     before = rec.frames_written
-    switch.disk_full = True
+    rec.disk.full = True
     t0 = time.monotonic()
     for i in range(3 * FPS, 6 * FPS):  # keeps returning: the video never waits for a broken disk
         rec.send(frame(i))

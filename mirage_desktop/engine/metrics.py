@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mirage_desktop.engine.host_memory import HostMemory
+from mirage_desktop.engine.process_figures import ProcessFigures
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +185,8 @@ class SplitCounter:
 
 
 class EngineMetrics:
-    """All the engine's numbers: per-stage and end-to-end latency, frame counters, rates, GPU and host memory."""
+    """All the engine's numbers: per-stage and end-to-end latency, frame counters, rates, GPU memory and the
+    process's own figures (RSS, threads, handles)."""
 
     def __init__(self, window: int = 600) -> None:
         self._window = window
@@ -198,7 +199,7 @@ class EngineMetrics:
         self.fps_in = RateMeter()
         self.fps_out = RateMeter()
         self.gpu = GpuMemory()
-        self.host = HostMemory()
+        self.host = ProcessFigures()
         self.started = time.perf_counter()
 
     @property

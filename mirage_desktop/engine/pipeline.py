@@ -146,14 +146,12 @@ class Engine:
         ]
         for t in self._threads:
             t.start()
-        self.metrics.host.start()
 
     def stop(self, close_outputs: bool = True, timeout: float = 60.0) -> None:
         """Stop the threads, release the source and (by default) close every output.
 
         Waits for the frames in flight (a CPU-only LivePortrait frame can take seconds) up to ``timeout``."""
         self._stop.set()
-        self.metrics.host.stop()
         self._capture_slot.close()
         self._output_slot.close()
         for worker in self._workers.values():

@@ -36,11 +36,6 @@ class StageWorker:
         self.busy = False
         #: The stage's newest output frame, or None (pass-through). One reference swap: readers never see half.
         self.result: Frame | None = None
-        # hold(): the worker parks itself between two frames (the soak's memory census wants the same state each
-        # time); checked once per job and once per idle half second, never on the processing thread
-        self._hold = threading.Event()
-        self._held = threading.Event()
-        self._release = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"mirage-stage-{stage.name}", daemon=True)
 
     def start(self) -> None:
@@ -79,25 +74,6 @@ class StageWorker:
             frame.t_content = shown
         return frame
 
-    def hold(self, timeout: float) -> bool:
-        """Park the worker once it is between frames (nothing in flight: its memory is only the model's); the
-        video goes on showing the last result. False when it did not finish its frame within ``timeout``. Always
-        pair with :meth:`release`."""
-        self._release.clear()
-        self._held.clear()
-        self._hold.set()
-        return self._held.wait(timeout)
-
-    def release(self) -> None:
-        self._hold.clear()
-        self._release.set()
-
-    def _park(self) -> None:
-        self.busy = True  # no handoff while parked
-        self._held.set()
-        while not self._release.wait(0.5) and self._hold.is_set() and not self._inbox.closed:
-            pass
-
     def clear(self) -> None:
         """Forget the result (the stage was switched off): the next frames pass through at once."""
         self.result = None
@@ -110,9 +86,6 @@ class StageWorker:
             if job is None:
                 if inbox.closed:
                     return
-                if self._hold.is_set():
-                    self._park()
-                    self.busy = False
                 continue
             try:
                 if not self.stage.enabled:  # switched off while the frame waited
@@ -126,6 +99,4 @@ class StageWorker:
                 logger.exception("Worker of stage %s failed", self.stage.name)
                 self.result = None
             finally:
-                if self._hold.is_set():
-                    self._park()
                 self.busy = False

@@ -25,7 +25,6 @@ from typing import Any, BinaryIO, Callable
 import cv2
 import numpy as np
 
-from mirage_desktop.engine import faults
 from mirage_desktop.engine.frame import Frame
 from mirage_desktop.engine.outputs import Output
 
@@ -69,19 +68,15 @@ class _SyncedFile:
     """The recording's file: counts bytes, syncs to disk once a second and remembers the first write error, so
     the reason given is the operating system's ("No space left on device"), not the muxer's generic one."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, raw: BinaryIO) -> None:
         self.path = path
-        self._f: BinaryIO = open(path, "wb", buffering=0)  # unbuffered: what the muxer wrote survives a kill
+        self._f = raw
         self.written = 0
         self.error: OSError | None = None
         self._synced = time.monotonic()
 
     def write(self, data: bytes | memoryview) -> int:
         try:
-            if faults.ACTIVE is not None:
-                injected = faults.write_fault()
-                if injected is not None:
-                    raise injected
             view = memoryview(data)
             n = 0
             while n < len(view):  # a raw write may be partial
@@ -191,12 +186,18 @@ class Recorder(Output):
         except queue.Full:
             self.frames_dropped += 1
 
+    def open_file(self, path: Path) -> BinaryIO:
+        """The file the recording's bytes go to, unbuffered so that what the muxer wrote survives a kill. The one
+        place the recorder reaches the disk: a test (or the soak) overrides it to put a file in between that fails
+        as a full disk does."""
+        return open(path, "wb", buffering=0)
+
     def _open(self, image: np.ndarray) -> tuple[Any, Any, _SyncedFile, tuple[int, int]]:
         import av
 
         h, w = image.shape[:2]
         size = (w - w % 2, h - h % 2)  # yuv420p needs even sides
-        file = _SyncedFile(self.path)
+        file = _SyncedFile(self.path, self.open_file(self.path))
         container = av.open(file, mode="w", format="mp4", options={"movflags": FRAGMENTED_MOVFLAGS,
                                                                    "flush_packets": "1"})  # no avio buffering
         rate = Fraction(self.fps).limit_denominator(1001)

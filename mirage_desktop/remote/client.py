@@ -433,7 +433,7 @@ class RemoteClient:
                             self.remote_stages = (await resp.json()).get("stages")
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # noqa: BLE001 -- figures are extras; the session loop reports faults
+                except Exception as exc:  # noqa: BLE001 -- figures are extras; the session loop reports failures
                     logger.debug("Remote stats: %s", exc)
             await asyncio.sleep(REMOTE_STATS_INTERVAL_S)
 

@@ -69,12 +69,11 @@ def share_cpu_arena() -> bool:
     """Register one CPU arena for every session of this process, growing by what is asked; True when in place.
 
     Why: by default each session keeps an arena of its own that grows in powers of two, so on a CPU the LivePortrait
-    sessions held about 1 GB that jemalloc counts as handed out but the kernel never saw touched, and RSS crept up
-    as later runs touched it for the first time (the soak's hour: 13-16 MB/h outside every heap figure). Measured
-    with the ORT backend on synthetic weights (``benchmarks/ort_arena.py [--own]`` on jemalloc): untouched 1016 ->
-    128 MB and RSS 3370 -> 3034 MB after the first driven frames, the frame's time within the machine's noise.
-    Where this ORT cannot (older releases), each session keeps its own arena. Runs of different sessions at once
-    (SCRFD on the capture thread, LivePortrait on its stage) still need their sum, as separate arenas did.
+    sessions reserve far more than their runs use, and RSS creeps up for a long time as later runs touch those pages
+    for the first time; one arena growing by what is asked holds about what the runs need, at the same speed
+    (``benchmarks/ort_arena.py [--own]`` compares the two). Where this ORT cannot (older releases), each session
+    keeps its own arena. Runs of different sessions at once (SCRFD on the capture thread, LivePortrait on its stage)
+    still need their sum, as separate arenas did.
     """
     global _shared_arena
     with _shared_arena_lock:
@@ -115,9 +114,9 @@ class SerialSession:
 
     Why: ORT's arenas (the CPU one, the CUDA one) grow to the peak of all the runs in flight on a session and keep
     it. One overlap of an avatar's preparation (SCRFD on the portrait, the landmark models, M) with the frame loop's
-    runs left 40-150 MB behind for good in the soak. Taking turns bounds each arena at one run's peak. Uncontended,
-    the lock costs about 0.2 us (timeit) against runs of milliseconds; disabling the CPU arena instead measured
-    1.2-1.3x slower SCRFD runs under jemalloc (its large blocks are returned and faulted in again every run).
+    runs left tens of MB behind for good. Taking turns bounds each arena at one run's peak. Uncontended, the lock
+    costs well under a microsecond against runs of milliseconds; disabling the CPU arena instead slows every run (its
+    large blocks are returned and faulted in again each time).
     """
 
     __slots__ = ("_lock", "_session")
