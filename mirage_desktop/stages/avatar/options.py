@@ -2,8 +2,8 @@
 
 The Animation options are :class:`~mirage_desktop.animation_options.AnimationOptions` (one vocabulary for the
 settings, the window, ``/control/animation`` and this stage); :func:`drive_options` turns them into the motion
-maths' own form, :func:`motion_smoother` into the motion filter. :class:`LostFace` is what the stage shows when the camera
-loses the face (``/control/animation`` sets it too; the settings' ``fallback`` is its start value).
+maths' own form, :func:`motion_smoother` into the motion filter. :class:`LostFace` is what the stage shows when the
+camera loses the face (``/control/animation`` sets it too; the settings' ``fallback`` is its start value).
 """
 
 from __future__ import annotations
