@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import platformdirs
 
+from mirage_desktop.animation_options import AnimationOptionError, AnimationOptions, option_entry
 from mirage_desktop.os_support import fsync_directory
 
 logger = logging.getLogger(__name__)
@@ -68,73 +69,26 @@ def bundled_avatar() -> Path:
     return bundled_resource("astronaut.png")
 
 
-#: The Animation options (the settings key ``animation``), in the words of the window and of a remote client; the
-#: session maps them onto the avatar stage. Choices are tuples of the allowed strings, ranges (low, high) inclusive.
-ANIMATION_DEFAULTS: dict[str, Any] = {
-    "motion": "relative",  # "relative": the avatar moves by your change since the neutral pose; "absolute": copies it
-    "driving": "expression-friendly",  # or "pose-friendly"
-    "region": "all",  # what your face moves: all, exp (expression), pose (head), lip, eyes
-    "multiplier": 1.0,  # > 1 exaggerates the motion, < 1 damps it
-    "stitching": True,  # keep the shoulders in place
-    "eyes": "off",  # "driver": eye openness follows yours; "target": held at eye_target; "off": no retargeting
-    "eye_target": 0.3,
-    "lips": "off",  # as "eyes", for the mouth's openness
-    "lip_target": 0.0,
-    "retargeting_only": False,  # with eyes or lips retargeted: only they move (the official retargeting mode)
-    "normalize_lip": False,  # close the portrait's open mouth before animating
-    "smoothing": 0.3,  # 0 = none, 1 = the heaviest
-}
-ANIMATION_CHOICES: dict[str, tuple[str, ...]] = {
-    "motion": ("relative", "absolute"),
-    "driving": ("expression-friendly", "pose-friendly"),
-    "region": ("all", "exp", "pose", "lip", "eyes"),
-    "eyes": ("driver", "target", "off"),
-    "lips": ("driver", "target", "off"),
-}
-ANIMATION_RANGES: dict[str, tuple[float, float]] = {
-    "multiplier": (0.0, 2.0),
-    "eye_target": (0.0, 0.8),
-    "lip_target": (0.0, 0.8),
-    "smoothing": (0.0, 1.0),
-}
-
-
-def check_animation_option(key: str, value: Any) -> Any:
-    """``value`` as the Animation option ``key`` takes it (a choice, a number in range, a bool); ConfigError naming
-    the allowed values otherwise."""
-    if key not in ANIMATION_DEFAULTS:
-        raise ConfigError(f"Unknown animation option {key!r}; known: {', '.join(ANIMATION_DEFAULTS)}.")
-    if key in ANIMATION_CHOICES:
-        if value not in ANIMATION_CHOICES[key]:
-            choices = ", ".join(ANIMATION_CHOICES[key])
-            raise ConfigError(f"Invalid animation option {key}={value!r}: use one of {choices}.")
-        return value
-    if key in ANIMATION_RANGES:
-        low, high = ANIMATION_RANGES[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= float(value) <= high:
-            raise ConfigError(f"Invalid animation option {key}={value!r}: use a number from {low} to {high}.")
-        return float(value)
-    if not isinstance(value, bool):
-        raise ConfigError(f"Invalid animation option {key}={value!r}: use true or false.")
-    return value
-
-
-def animation_options(raw: Any, origin: str = "the settings") -> dict[str, Any]:
-    """Every Animation option: the defaults overlaid by the valid entries of ``raw``. A bad or unknown entry is
-    logged, naming it and the allowed values, and the default stays, so one typo does not reset the others."""
-    out = dict(ANIMATION_DEFAULTS)
+def animation_options(raw: Any, origin: str = "the settings") -> AnimationOptions:
+    """The Animation options of a settings file: the defaults overlaid by the valid entries of ``raw``, old names
+    (``motion``, ``region``, ...) read as the options they mean, so the next save writes the new ones. A bad or
+    unknown entry is logged, naming it and the allowed values, and the default stays, so one typo does not reset
+    the others."""
     if raw is None:
-        return out
+        return AnimationOptions()
     if not isinstance(raw, dict):
         logger.warning("Ignoring animation in %s: expected an object like %s, got %r", origin,
-                       json.dumps(ANIMATION_DEFAULTS), raw)
-        return out
+                       json.dumps(AnimationOptions().to_json()), raw)
+        return AnimationOptions()
+    values: dict[str, Any] = {}
     for key, value in raw.items():
         try:
-            out[key] = check_animation_option(key, value)
-        except ConfigError as exc:
-            logger.warning("%s (in %s); using %r", exc, origin, ANIMATION_DEFAULTS.get(key))
-    return out
+            name, checked = option_entry(key, value)
+        except AnimationOptionError as exc:
+            logger.warning("%s (in %s); the default stays", exc, origin)
+            continue
+        values[name] = checked
+    return AnimationOptions(**values)
 
 
 @dataclass
@@ -166,7 +120,7 @@ class Settings:
     remote_url: str = ""  # the remote engine the window uses when "Remote..." is chosen (empty: this computer)
     remote_token: str = ""  # that engine's token
     log_dir: Path = field(default_factory=default_log_dir)
-    animation: dict[str, Any] = field(default_factory=lambda: dict(ANIMATION_DEFAULTS))  # see ANIMATION_DEFAULTS
+    animation: AnimationOptions = field(default_factory=AnimationOptions)  # the settings file's "animation" object
     ui: dict[str, Any] = field(default_factory=dict)  # window geometry and other view-only state
 
     def liveportrait_dir(self) -> Path:
@@ -206,6 +160,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in overrides and value == overrides[f.name][1]:
                 value = overrides[f.name][0]
+            if isinstance(value, AnimationOptions):
+                value = value.to_json()
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
 

@@ -16,21 +16,18 @@ its ``/control`` endpoints. Those calls cross the network: slow (:attr:`Session.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import threading
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mirage_desktop.animation_options import AnimationOptions
 from mirage_desktop.config import (
-    ANIMATION_DEFAULTS,
     Settings,
-    animation_options,
     bundled_avatar,
-    check_animation_option,
     checked_setting,
     save_settings,
 )
@@ -39,7 +36,6 @@ from mirage_desktop.engine.sources import DemoSource, Source, SourceError, load_
 from mirage_desktop.engine.stage import StageStatus, StageUnavailable
 from mirage_desktop.remote.control import RemoteControlError
 from mirage_desktop.remote.link import RemoteLink
-from mirage_desktop.stages.avatar.options import AvatarOptions
 from mirage_desktop.stages.avatar.stage import AvatarError, AvatarStage
 from mirage_desktop.stages.face import FaceDetectionStage
 from mirage_desktop.stages.factory import build_engine, make_engine_source
@@ -53,25 +49,6 @@ if TYPE_CHECKING:
     from mirage_desktop.webrtc.server import HttpServer
 
 logger = logging.getLogger(__name__)
-
-
-#: The one place that knows the avatar stage's option names (:class:`AvatarOptions`): each stage option, the
-#: Animation settings it reads (:data:`~mirage_desktop.config.ANIMATION_DEFAULTS`) and its value from them. A stage
-#: option this build's stage lacks is skipped, and the settings it reads are reported unsupported.
-ANIMATION_BINDING: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, Any]], Any]]] = {
-    "relative_pose": (("motion",), lambda a: a["motion"] == "relative"),
-    "expression_friendly": (("driving",), lambda a: a["driving"] == "expression-friendly"),
-    "animation_region": (("region",), lambda a: a["region"]),
-    "driving_multiplier": (("multiplier",), lambda a: a["multiplier"]),
-    "stitching": (("stitching",), lambda a: a["stitching"]),
-    "eyes": (("eyes",), lambda a: a["eyes"]),
-    "eye_target": (("eye_target",), lambda a: a["eye_target"]),
-    "lips": (("lips",), lambda a: a["lips"]),
-    "lip_target": (("lip_target",), lambda a: a["lip_target"]),
-    "retargeting_only": (("retargeting_only",), lambda a: a["retargeting_only"]),
-    "normalize_lip": (("normalize_lip",), lambda a: a["normalize_lip"]),
-    "smoothing": (("smoothing",), lambda a: a["smoothing"]),
-}
 
 
 class SessionClosed(RuntimeError):
@@ -99,7 +76,7 @@ class Session:
         self.remote = remote
         self._remote_final: dict[str, Any] | None = None  # the remote block as the session closed
         #: what the remote's avatar stage was last told (its defaults at first), so only changes cross the network
-        self._remote_animation: AvatarOptions | None = AvatarOptions() if remote is not None else None
+        self._remote_animation: AnimationOptions | None = AnimationOptions() if remote is not None else None
         if remote is not None:
             self.engine: Engine = remote.build_engine(source, self.demo_source, every_frame=every_frame,
                                                       max_frames=max_frames)
@@ -113,7 +90,6 @@ class Session:
         self.recorder: Recorder | None = None
         self._lock = threading.Lock()  # guards the outputs' hand-over against close()
         self._closed = False
-        settings.animation = animation_options(settings.animation)
         self._apply_animation()
 
     # ================================================================================================ settings
@@ -226,48 +202,35 @@ class Session:
         return "info", "Recalibrated: your current pose is the neutral pose now."
 
     # ================================================================================================ animation
-    def set_animation_options(self, **changes: Any) -> dict[str, Any]:
-        """Change Animation options (the keys and values of ``ANIMATION_DEFAULTS``): the avatar stage uses them from
-        the next frame and the settings keep them. ConfigError naming the allowed values for a bad one (nothing is
-        changed then). Returns every option as it now stands. The window's Animation section and a remote client
+    def set_animation_options(self, **changes: Any) -> AnimationOptions:
+        """Change Animation options (names of :class:`AnimationOptions`): the avatar stage uses them from the next
+        frame and the settings keep them. AnimationOptionError naming the allowed values for a bad one (nothing is
+        changed then). Returns every option as it now stands. The window's Animation card and a remote client
         both come through here."""
-        checked = {key: check_animation_option(key, value) for key, value in changes.items()}
-        self.settings.animation = {**animation_options(self.settings.animation), **checked}
+        self.settings.animation = self.settings.animation.replace(**changes)
         self._apply_animation()
-        return dict(self.settings.animation)
+        return self.settings.animation
 
-    def reset_animation_options(self) -> dict[str, Any]:
+    def reset_animation_options(self) -> AnimationOptions:
         """Every Animation option back to its default."""
-        return self.set_animation_options(**ANIMATION_DEFAULTS)
-
-    def supported_animation_options(self) -> set[str]:
-        """The Animation options this build's avatar stage honours (all of them when there is no stage: they are
-        only remembered then)."""
-        stage = self.avatar_stage
-        if stage is None:
-            return set(ANIMATION_DEFAULTS)
-        fields = {f.name for f in dataclasses.fields(stage.options)}
-        return {key for name, (reads, _) in ANIMATION_BINDING.items() if name in fields for key in reads}
+        return self.set_animation_options(**AnimationOptions().to_json())
 
     def _apply_animation(self) -> None:
         """Hand the stage only the options whose value changes (some, like the motion mode, recalibrate). Remote:
         the same changes go to the remote's ``PUT /control/animation`` (slow; RemoteControlError), which checks them
-        with the same :func:`~mirage_desktop.stages.avatar.options.check_option_changes`."""
+        with the same :class:`AnimationOptions`."""
         stage = self.avatar_stage
         current = stage.options if stage is not None else self._remote_animation
         if current is None:
             return
-        fields = {f.name for f in dataclasses.fields(current)}
-        animation = self.settings.animation
-        changes = {name: value for name, (_, value_of) in ANIMATION_BINDING.items() if name in fields
-                   for value in (value_of(animation),) if getattr(current, name) != value}
+        changes = self.settings.animation.changes_from(current)
         if not changes:
             return
         if stage is not None:
             stage.set_options(**changes)
         elif self.remote is not None:
             self.remote.control.set_animation(**changes)
-            self._remote_animation = dataclasses.replace(current, **changes)
+            self._remote_animation = self.settings.animation
 
     # ================================================================================================ faces
     @property

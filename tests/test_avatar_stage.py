@@ -118,10 +118,10 @@ def test_retargeting_and_pose_options_change_the_driven_keypoints(stage: AvatarS
     try:
         stage.set_options(eyes="target", eye_target=0.8, lips="target", lip_target=0.5)
         retargeted = stage._drive(model, source, driving, reference)
-        stage.set_options(eyes="off", lips="off", relative_pose=False)
+        stage.set_options(eyes="off", lips="off", relative_motion=False)
         absolute = stage._drive(model, source, driving, reference)
     finally:
-        stage.set_options(eyes="off", lips="off", relative_pose=True)
+        stage.set_options(eyes="off", lips="off", relative_motion=True)
     assert base.shape == retargeted.shape == absolute.shape == (1, 21, 3)
     assert (retargeted - base).abs().max() > 1e-4
     assert (absolute - base).abs().max() > 1e-4

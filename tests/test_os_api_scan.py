@@ -12,11 +12,6 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "mirage_desktop"
 #: the one module allowed to hold them, each behind a guard
 OS_SUPPORT = "mirage_desktop/os_support.py"
-#: files still allowed meanwhile, with why; a listed file that no longer needs it fails the scan (drop it here)
-KNOWN_EXCEPTIONS = {
-    "mirage_desktop/engine/host_memory.py": "removed by the lean-product part of issue 30",
-}
-
 #: modules that exist on some OSes only (or whose use is OS-specific by nature: ctypes loads native libraries)
 OS_MODULES = frozenset({"ctypes", "_ctypes", "fcntl", "msvcrt", "winreg", "_winapi", "winsound", "resource", "termios",
                         "pwd", "grp", "posix", "nt"})
@@ -89,18 +84,10 @@ def test_no_os_specific_api_outside_os_support() -> None:
     offending: list[str] = []
     for path in package_files():
         rel = path.relative_to(REPO).as_posix()
-        if rel == OS_SUPPORT or rel in KNOWN_EXCEPTIONS:
+        if rel == OS_SUPPORT:
             continue
         offending += [f"{rel}:{line}: {what}" for line, what in os_api_uses(path.read_text(encoding="utf-8"), rel)]
     assert not offending, f"OS-specific APIs outside {OS_SUPPORT} ({USE_INSTEAD}):\n" + "\n".join(offending)
-
-
-@pytest.mark.parametrize("rel", sorted(KNOWN_EXCEPTIONS))
-def test_each_known_exception_is_still_needed(rel: str) -> None:
-    """An exception that no longer holds anything OS-specific is dropped from the list, so none lingers."""
-    path = REPO / rel
-    assert path.is_file() and os_api_uses(path.read_text(encoding="utf-8"), rel), (
-        f"{rel} no longer needs its exception ({KNOWN_EXCEPTIONS[rel]}): remove it from KNOWN_EXCEPTIONS")
 
 
 def test_os_support_holds_what_it_is_for() -> None:

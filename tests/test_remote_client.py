@@ -184,10 +184,10 @@ def test_animation_options_and_recalibrate(model_server: tuple[HttpServer, Setti
     server, _ = model_server
     control = control_for(server)
     avatar = server.engine.stage("liveportrait")
-    assert control.animation()["relative_pose"] is True
-    assert control.set_animation(relative_pose=False, eyes="target", eye_target=0.25, smoothing=0)["eyes"] == "target"
-    assert avatar.options.relative_pose is False and avatar.options.eye_target == 0.25  # type: ignore[attr-defined]
-    for bad, needle in (({"warp": 1}, "Unknown animation option"), ({"relative_pose": "no"}, "must be like"),
+    assert control.animation()["relative_motion"] is True
+    assert control.set_animation(relative_motion=False, eyes="target", eye_target=0.25, smoothing=0)["eyes"] == "target"
+    assert avatar.options.relative_motion is False and avatar.options.eye_target == 0.25  # type: ignore[attr-defined]
+    for bad, needle in (({"warp": 1}, "Unknown animation option"), ({"relative_pose": "no"}, "use true or false"),
                         ({"fallback": "nothing"}, "fallback"), ({"eyes": "closed"}, "eyes")):
         with pytest.raises(RemoteControlError, match=needle):
             control.set_animation(**bad)

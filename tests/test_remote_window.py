@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,12 @@ def test_the_window_runs_on_the_remote_engine_and_its_switches_act_there(qtbot, 
     qtbot.wait(2500)  # a couple of refreshes, so the screenshot shows the remote's reason
     window.grab().save(str(shots(tmp_path) / "window_remote.png"))
     assert window.session.stage_enabled("scrfd") is True
+
+    # the Animation options act on the remote's avatar stage too, under the same names
+    def options() -> Any:
+        return remote_server.engine.stage("liveportrait").options  # type: ignore[attr-defined]
+
+    window.animation.controls["relative_motion"].click(False)
+    qtbot.waitUntil(lambda: options().relative_motion is False, timeout=WAIT_MS)
+    window.animation.controls["driving_multiplier"].slider.setValue(150)
+    qtbot.waitUntil(lambda: options().driving_multiplier == 1.5, timeout=WAIT_MS)

@@ -20,7 +20,8 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QPoint, Qt
 
-from mirage_desktop.config import ANIMATION_DEFAULTS, animation_options, bundled_avatar, load_settings
+from mirage_desktop.animation_options import AnimationOptions
+from mirage_desktop.config import animation_options, bundled_avatar, load_settings
 from mirage_desktop.ui.main_window import MainWindow
 from ui_helpers import WAIT_MS
 from ui_helpers import open_window as _open
@@ -37,99 +38,93 @@ def _stage_options(window: MainWindow):  # type: ignore[no-untyped-def]
 # ------------------------------------------------------------------------------------------------ settings
 def test_animation_settings_are_checked_on_load(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "settings.json"
-    path.write_text(json.dumps({"animation": {"motion": "absolute", "region": "ears", "multiplier": 7,
-                                              "smoothing": 0.5, "eyes": "driver", "lips": "follow", "bogus": 1}}))
+    path.write_text(json.dumps({"animation": {"relative_motion": False, "animation_region": "ears",
+                                              "driving_multiplier": 7, "smoothing": 0.5, "eyes": "driver",
+                                              "lips": "follow", "bogus": 1}}))
     with caplog.at_level(logging.WARNING):
         settings = load_settings(path, env={})
-    assert settings.animation == {**ANIMATION_DEFAULTS, "motion": "absolute", "smoothing": 0.5, "eyes": "driver"}
+    assert settings.animation == AnimationOptions(relative_motion=False, smoothing=0.5, eyes="driver")
     text = caplog.text
-    assert "region='ears'" in text and "all, exp, pose, lip, eyes" in text  # names the bad value and the choices
+    assert "animation_region='ears'" in text and "all, exp, pose, lip, eyes" in text  # the bad value, the choices
     assert "lips='follow'" in text and "driver, target, off" in text
-    assert "multiplier=7" in text and "from 0.0 to 2.0" in text
+    assert "driving_multiplier=7" in text and "from 0.0 to 2.0" in text
     assert "Unknown animation option 'bogus'" in text
-    assert animation_options("not a dict") == ANIMATION_DEFAULTS
+    assert animation_options("not a dict") == AnimationOptions()
 
 
 # ------------------------------------------------------------------------------------------------ the card
 def test_each_control_changes_the_avatar_stage(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     window = _open(qtbot, _settings(tmp_path))
     panel = window.animation
+    c = panel.controls
     assert panel.expanded
     options = _stage_options(window)
-    assert (options.relative_pose, options.expression_friendly, options.driving_multiplier) == (True, True, 1.0)
+    assert (options.relative_motion, options.driving_option, options.driving_multiplier) == (
+        True, "expression-friendly", 1.0)
     assert options.smoothing == pytest.approx(0.3)
 
-    panel.driving.click("pose-friendly")
-    assert _stage_options(window).expression_friendly is False
-    panel.motion.click("absolute")
-    assert _stage_options(window).relative_pose is False
-    assert not panel.driving.isEnabled() and not panel.normalize_lip.isEnabled()  # relative-only options
-    panel.motion.click("relative")
-    assert _stage_options(window).relative_pose is True and panel.driving.isEnabled()
-    panel.multiplier.slider.setValue(150)
+    c["driving_option"].click("pose-friendly")
+    assert _stage_options(window).driving_option == "pose-friendly"
+    c["relative_motion"].click(False)
+    assert _stage_options(window).relative_motion is False
+    assert not c["driving_option"].isEnabled() and not c["normalize_lip"].isEnabled()  # relative-only options
+    c["relative_motion"].click(True)
+    assert _stage_options(window).relative_motion is True and c["driving_option"].isEnabled()
+    c["driving_multiplier"].slider.setValue(150)
     assert _stage_options(window).driving_multiplier == pytest.approx(1.5)
-    assert panel.multiplier.label.text() == "1.50×"
-    panel.smoothing.slider.setValue(0)
+    assert c["driving_multiplier"].label.text() == "1.50×"
+    c["smoothing"].slider.setValue(0)
     assert _stage_options(window).smoothing == 0.0
 
-    supported = window.session.supported_animation_options()
-    for key in set(ANIMATION_DEFAULTS) - supported:  # an older avatar stage: greyed out, saying why
-        assert not panel.controls[key].isEnabled() and "Not available" in panel.controls[key].toolTip()
-    if {"eyes", "eye_target", "lips", "lip_target", "retargeting_only"} <= supported:
-        assert not panel.eye_target.isEnabled() and not panel.retargeting_only.isEnabled()
-        panel.eyes.click("target")  # only a target needs the slider, only retargeting the "only" switch
-        assert panel.eye_target.isEnabled() and panel.retargeting_only.isEnabled()
-        panel.eye_target.slider.setValue(45)
-        assert (_stage_options(window).eyes, _stage_options(window).eye_target) == ("target", pytest.approx(0.45))
-        panel.eyes.click("driver")
-        assert _stage_options(window).eyes == "driver" and not panel.eye_target.isEnabled()
-        panel.retargeting_only.click()
-        assert _stage_options(window).retargeting_only is True
-        panel.lips.click("target")
-        panel.lip_target.slider.setValue(60)
-        assert (_stage_options(window).lips, _stage_options(window).lip_target) == ("target", pytest.approx(0.6))
-        panel.eyes.click("off")
-        assert _stage_options(window).eyes == "off"
-    if "region" in supported:
-        index = panel.region.findData("lip")
-        panel.region.setCurrentIndex(index)
-        panel.region.activated.emit(index)  # as a pick in the (native) popup
-        assert _stage_options(window).animation_region == "lip"
-        assert window.settings.animation["region"] == "lip"
-    if "normalize_lip" in supported:
-        panel.normalize_lip.click()
-        assert _stage_options(window).normalize_lip is True
-    if "stitching" in supported:
-        panel.stitching.click()
-        assert _stage_options(window).stitching is False
+    assert not c["eye_target"].isEnabled() and not c["retargeting_only"].isEnabled()
+    c["eyes"].click("target")  # only a target needs the slider, only retargeting the "only" switch
+    assert c["eye_target"].isEnabled() and c["retargeting_only"].isEnabled()
+    c["eye_target"].slider.setValue(45)
+    assert (_stage_options(window).eyes, _stage_options(window).eye_target) == ("target", pytest.approx(0.45))
+    c["eyes"].click("driver")
+    assert _stage_options(window).eyes == "driver" and not c["eye_target"].isEnabled()
+    c["retargeting_only"].click()
+    assert _stage_options(window).retargeting_only is True
+    c["lips"].click("target")
+    c["lip_target"].slider.setValue(60)
+    assert (_stage_options(window).lips, _stage_options(window).lip_target) == ("target", pytest.approx(0.6))
+    c["eyes"].click("off")
+    assert _stage_options(window).eyes == "off"
+    region = c["animation_region"]
+    index = region.findData("lip")
+    region.setCurrentIndex(index)
+    region.activated.emit(index)  # as a pick in the (native) popup
+    assert _stage_options(window).animation_region == "lip"
+    assert window.settings.animation.animation_region == "lip"
+    c["normalize_lip"].click()
+    assert _stage_options(window).normalize_lip is True
+    c["stitching"].click()
+    assert _stage_options(window).stitching is False
 
     qtbot.waitUntil(lambda: _saved().get("animation", {}).get("smoothing") == 0.0, timeout=WAIT_MS)
     panel.reset.click()
-    assert window.settings.animation == ANIMATION_DEFAULTS
-    assert panel.values() == ANIMATION_DEFAULTS
-    options = _stage_options(window)
-    assert (options.relative_pose, options.driving_multiplier, options.smoothing) == (True, 1.0, pytest.approx(0.3))
-    if "eyes" in supported:
-        assert (options.eyes, options.lips, options.retargeting_only) == ("off", "off", False)
-    assert _saved()["animation"] == ANIMATION_DEFAULTS
+    assert window.settings.animation == AnimationOptions()
+    assert AnimationOptions(**panel.values()) == AnimationOptions()
+    assert _stage_options(window) == AnimationOptions()
+    assert _saved()["animation"] == AnimationOptions().to_json()
 
 
 def test_animation_options_survive_a_restart(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     first = _open(qtbot, _settings(tmp_path))
-    first.animation.motion.click("absolute")
-    first.animation.multiplier.slider.setValue(80)
-    first.animation.smoothing.slider.setValue(55)
+    first.animation.controls["relative_motion"].click(False)
+    first.animation.controls["driving_multiplier"].slider.setValue(80)
+    first.animation.controls["smoothing"].slider.setValue(55)
     first.animation.header.click()  # fold the card
     assert not first.animation.expanded
     first.close()
-    assert _saved()["animation"]["multiplier"] == pytest.approx(0.8)
+    assert _saved()["animation"]["driving_multiplier"] == pytest.approx(0.8)
 
     second = _open(qtbot, _settings(tmp_path))
     assert not second.animation.expanded
     values = second.animation.values()
-    assert (values["motion"], values["multiplier"], values["smoothing"]) == ("absolute", 0.8, 0.55)
+    assert (values["relative_motion"], values["driving_multiplier"], values["smoothing"]) == (False, 0.8, 0.55)
     options = _stage_options(second)
-    assert options.relative_pose is False
+    assert options.relative_motion is False
     assert options.driving_multiplier == pytest.approx(0.8) and options.smoothing == pytest.approx(0.55)
 
 

@@ -1,13 +1,15 @@
 """The Animation card: how the user's face moves the avatar (the official LivePortrait options, in plain words).
 
-It shows the options the session holds (``settings.animation``, see :data:`~mirage_desktop.config.ANIMATION_DEFAULTS`)
-and emits each change as (key, value) the moment the user makes it; the window hands it to the session, which
-applies it from the next frame and remembers it. The card folds away under its title.
+It shows the options the session holds (``settings.animation``, an
+:class:`~mirage_desktop.animation_options.AnimationOptions`) and emits each change as (option name, value) the moment
+the user makes it; the window hands it to the session, which applies it from the next frame and remembers it. The
+rows are made from the options' fields: each one's label, words, range and tooltip come from there. The card folds
+away under its title.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -26,39 +28,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from mirage_desktop.config import ANIMATION_DEFAULTS, ANIMATION_RANGES
+from mirage_desktop.animation_options import SPECS, AnimationOptions, OptionSpec
 
-#: Slider steps per unit of each numeric option.
-_STEPS = {"multiplier": 100, "eye_target": 100, "lip_target": 100, "smoothing": 100}
-
-REGION_LABELS = {"all": "Everything", "exp": "Expression only", "pose": "Head pose only", "lip": "Lips only",
-                 "eyes": "Eyes only"}
-
-TIPS = {
-    "motion": "Relative: the avatar moves by how much you move away from your neutral pose (Space sets it), so "
-              "its own look stays. Absolute: the avatar copies your head angle and expression as they are.",
-    "driving": "Expression-friendly: scales your motion to the avatar's face size, which keeps expressions "
-               "natural (relative motion only). Pose-friendly: passes your head motion through unscaled.",
-    "region": "Which part of your face moves the avatar: everything, only the expression, only the head's pose, "
-              "only the lips or only the eyes.",
-    "multiplier": "How strongly your motion moves the avatar: above 1x exaggerates it, below 1x damps it.",
-    "stitching": "Keeps the avatar's shoulders and neck in place while the head moves. Off: the whole crop moves, "
-                 "which can show a seam.",
-    "eyes": "Follow: the avatar's eyes open and close as much as yours, measured every frame (the head keeps "
-            "moving). Target: its eyes stay at the openness of the slider. Off: the eyes move with the rest of "
-            "the expression.",
-    "eye_target": "How open the avatar's eyes are held: 0 closed, about 0.3 open, higher wide open.",
-    "lips": "Follow: the avatar's mouth opens as much as yours, measured every frame (the head keeps moving). "
-            "Target: its mouth stays at the openness of the slider. Off: the mouth moves with the rest of the "
-            "expression.",
-    "lip_target": "How open the avatar's mouth is held: 0 closed, higher wider open.",
-    "retargeting_only": "With eyes or lips on Follow me or Target: only the eyes and lips move, the head stays "
-                        "still (the official retargeting mode).",
-    "normalize_lip": "Closes the portrait's mouth first when it is open in the photo, so your closed mouth closes "
-                     "the avatar's too (relative motion only).",
-    "smoothing": "Calms small jitter of the motion when you hold still; fast moves still come through. 0 is off.",
-    "reset": "Put every animation option back to its default.",
-}
+#: Slider steps per unit of a numeric option.
+STEPS = 100
+RESET_TIP = "Put every animation option back to its default."
 
 
 def _no_focus(widget: QWidget) -> QWidget:
@@ -69,14 +43,14 @@ def _no_focus(widget: QWidget) -> QWidget:
 class Segmented(QWidget):
     """A row of exclusive buttons, one per choice (a compact, always-visible radio group)."""
 
-    chosen = Signal(str)
+    chosen = Signal(object)
 
-    def __init__(self, choices: Mapping[str, str], parent: QWidget | None = None) -> None:
+    def __init__(self, choices: Mapping[Any, str], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("segmented")
         self.group = QButtonGroup(self)
         self.group.setExclusive(True)
-        self.buttons: dict[str, QToolButton] = {}
+        self.buttons: dict[Any, QToolButton] = {}
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
@@ -93,13 +67,13 @@ class Segmented(QWidget):
             self.buttons[value] = button
             layout.addWidget(button, 1)
 
-    def value(self) -> str:
+    def value(self) -> Any:
         return next(v for v, b in self.buttons.items() if b.isChecked())
 
-    def set_value(self, value: str) -> None:
+    def set_value(self, value: Any) -> None:
         self.buttons[value].setChecked(True)
 
-    def click(self, value: str) -> None:
+    def click(self, value: Any) -> None:
         """As the user's click on ``value``."""
         self.buttons[value].click()
 
@@ -109,10 +83,10 @@ class ValueSlider(QWidget):
 
     moved = Signal(float)
 
-    def __init__(self, key: str, fmt: str = "{:.2f}", parent: QWidget | None = None) -> None:
+    def __init__(self, low: float, high: float, fmt: str = "{:.2f}", parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.low, self.high = ANIMATION_RANGES[key]
-        self.steps = _STEPS[key]
+        self.low, self.high = low, high
+        self.steps = STEPS
         self.fmt = fmt
         self.slider = QSlider(Qt.Orientation.Horizontal)
         _no_focus(self.slider)
@@ -144,10 +118,25 @@ class ValueSlider(QWidget):
         self.moved.emit(value)
 
 
+def _control(spec: OptionSpec) -> QWidget:
+    """The widget for one option: a slider for a range, a drop-down or a row of buttons for choices, else a check
+    box."""
+    if spec.low_high is not None:
+        return ValueSlider(*spec.low_high, fmt=spec.fmt)
+    if spec.choices is None:
+        return _no_focus(QCheckBox(spec.text))
+    if spec.menu:
+        menu = QComboBox()
+        for value, word in spec.choices.items():
+            menu.addItem(word, value)
+        return _no_focus(menu)
+    return Segmented(spec.choices)
+
+
 class AnimationPanel(QFrame):
     """Every animation option, each applied the moment it changes; folds under its title."""
 
-    changed = Signal(str, object)  # key of ANIMATION_DEFAULTS, new value
+    changed = Signal(str, object)  # the option's name (a field of AnimationOptions), its new value
     reset_requested = Signal()
     expanded_changed = Signal(bool)
 
@@ -175,117 +164,77 @@ class AnimationPanel(QFrame):
         grid.setColumnStretch(1, 1)
         outer.addWidget(self.body)
 
-        self.motion = Segmented({"relative": "Relative", "absolute": "Absolute"})
-        self.driving = Segmented({"expression-friendly": "Expression", "pose-friendly": "Pose"})
-        self.region = QComboBox()
-        _no_focus(self.region)
-        for value, label in REGION_LABELS.items():
-            self.region.addItem(label, value)
-        self.multiplier = ValueSlider("multiplier", "{:.2f}×")
-        self.eyes = Segmented({"driver": "Follow me", "target": "Target", "off": "Off"})
-        self.eye_target = ValueSlider("eye_target")
-        self.lips = Segmented({"driver": "Follow me", "target": "Target", "off": "Off"})
-        self.lip_target = ValueSlider("lip_target")
-        self.normalize_lip = QCheckBox("Close the portrait's mouth first")
-        _no_focus(self.normalize_lip)
-        self.stitching = QCheckBox("Keep the shoulders still")
-        _no_focus(self.stitching)
-        self.retargeting_only = QCheckBox("Only eyes and lips move")
-        _no_focus(self.retargeting_only)
-        self.smoothing = ValueSlider("smoothing")
+        #: one control per option, by its name, in the options' order
+        self.controls: dict[str, QWidget] = {}
+        self.labels: dict[str, QLabel] = {}
+        for row, (name, spec) in enumerate(SPECS.items()):
+            control = self.controls[name] = _control(spec)
+            label = self.labels[name] = QLabel(spec.label)
+            label.setObjectName("hint")
+            label.setToolTip(spec.help)
+            control.setToolTip(spec.help)
+            grid.addWidget(label, row, 0)
+            grid.addWidget(control, row, 1)
+            self._connect(name, control)
         self.reset = QPushButton("Reset to defaults")
         _no_focus(self.reset)
-
-        self.controls: dict[str, QWidget] = {
-            "motion": self.motion, "driving": self.driving, "region": self.region, "multiplier": self.multiplier,
-            "stitching": self.stitching, "eyes": self.eyes, "eye_target": self.eye_target, "lips": self.lips,
-            "lip_target": self.lip_target, "retargeting_only": self.retargeting_only,
-            "normalize_lip": self.normalize_lip, "smoothing": self.smoothing,
-        }
-        self.checkboxes: dict[str, QCheckBox] = {
-            "stitching": self.stitching, "retargeting_only": self.retargeting_only, "normalize_lip": self.normalize_lip,
-        }
-        self.labels: dict[str, QLabel] = {}
-        rows = (("motion", "Motion"), ("driving", "Friendly to"), ("region", "Moves"), ("multiplier", "Strength"),
-                ("stitching", ""), ("eyes", "Eyes"), ("eye_target", ""), ("lips", "Lips"), ("lip_target", ""),
-                ("retargeting_only", ""), ("normalize_lip", ""), ("smoothing", "Smoothing"))
-        for row, (key, text) in enumerate(rows):
-            label = QLabel(text)
-            label.setObjectName("hint")
-            label.setToolTip(TIPS[key])
-            self.labels[key] = label
-            grid.addWidget(label, row, 0)
-            grid.addWidget(self.controls[key], row, 1)
-            self.controls[key].setToolTip(TIPS[key])
-        self.reset.setToolTip(TIPS["reset"])
+        self.reset.setToolTip(RESET_TIP)
         reset_row = QHBoxLayout()
         reset_row.addStretch(1)
         reset_row.addWidget(self.reset)
-        grid.addLayout(reset_row, len(rows), 0, 1, 2)
-
-        for key in ("motion", "driving", "eyes", "lips"):
-            segmented: Segmented = self.controls[key]  # type: ignore[assignment]
-            segmented.chosen.connect(lambda value, k=key: self._emit(k, value))
-        for key in ("multiplier", "eye_target", "lip_target", "smoothing"):
-            slider: ValueSlider = self.controls[key]  # type: ignore[assignment]
-            slider.moved.connect(lambda value, k=key: self._emit(k, value))
-        self.region.activated.connect(lambda index: self._emit("region", self.region.itemData(index)))
-        for key, box in self.checkboxes.items():
-            box.toggled.connect(lambda on, k=key: self._emit(k, bool(on)))
+        grid.addLayout(reset_row, len(SPECS), 0, 1, 2)
         self.reset.clicked.connect(self.reset_requested)
 
-        self._unsupported: set[str] = set()
-        self.show_options(ANIMATION_DEFAULTS)
+        self.show_options(AnimationOptions())
         self.set_expanded(True)
+
+    def _connect(self, name: str, control: QWidget) -> None:
+        if isinstance(control, Segmented):
+            control.chosen.connect(lambda value: self._emit(name, value))
+        elif isinstance(control, ValueSlider):
+            control.moved.connect(lambda value: self._emit(name, value))
+        elif isinstance(control, QComboBox):
+            control.activated.connect(lambda index: self._emit(name, control.itemData(index)))
+        elif isinstance(control, QCheckBox):
+            control.toggled.connect(lambda on: self._emit(name, bool(on)))
 
     # ------------------------------------------------------------------------------------------------ state
     def values(self) -> dict[str, Any]:
-        """What the controls show, as the session's options."""
-        return {
-            "motion": self.motion.value(), "driving": self.driving.value(), "region": self.region.currentData(),
-            "multiplier": self.multiplier.value(), "stitching": self.stitching.isChecked(), "eyes": self.eyes.value(),
-            "eye_target": self.eye_target.value(), "lips": self.lips.value(), "lip_target": self.lip_target.value(),
-            "retargeting_only": self.retargeting_only.isChecked(), "normalize_lip": self.normalize_lip.isChecked(),
-            "smoothing": self.smoothing.value(),
-        }
+        """What the controls show, by option name."""
+        out: dict[str, Any] = {}
+        for name, control in self.controls.items():
+            if isinstance(control, (Segmented, ValueSlider)):
+                out[name] = control.value()
+            elif isinstance(control, QComboBox):
+                out[name] = control.currentData()
+            elif isinstance(control, QCheckBox):
+                out[name] = control.isChecked()
+        return out
 
-    def show_options(self, options: Mapping[str, Any]) -> None:
+    def show_options(self, options: AnimationOptions) -> None:
         """Show the session's options without emitting anything."""
-        for key in ("motion", "driving", "eyes", "lips"):
-            self.controls[key].set_value(options[key])  # type: ignore[attr-defined]
-        for key in ("multiplier", "eye_target", "lip_target", "smoothing"):
-            self.controls[key].set_value(float(options[key]))  # type: ignore[attr-defined]
-        self.region.setCurrentIndex(max(0, self.region.findData(options["region"])))
-        for key, box in self.checkboxes.items():
-            box.blockSignals(True)
-            box.setChecked(bool(options[key]))
-            box.blockSignals(False)
-        self._show_dependencies()
-
-    def set_supported(self, keys: Iterable[str]) -> None:
-        """Grey out the options this build's avatar stage does not honour, saying so."""
-        self._unsupported = set(self.controls) - set(keys)
-        for key, widget in self.controls.items():
-            tip = TIPS[key] + ("\n\nNot available with this build's Animate stage." if key in self._unsupported else "")
-            widget.setToolTip(tip)
+        for name, control in self.controls.items():
+            value = getattr(options, name)
+            if isinstance(control, (Segmented, ValueSlider)):
+                control.set_value(value)
+            elif isinstance(control, QComboBox):
+                control.setCurrentIndex(max(0, control.findData(value)))
+            elif isinstance(control, QCheckBox):
+                control.blockSignals(True)
+                control.setChecked(bool(value))
+                control.blockSignals(False)
         self._show_dependencies()
 
     def _show_dependencies(self) -> None:
-        """Targets only matter in Target mode, "only eyes and lips" only when one of them is retargeted, the
-        expression-friendly choice and lip normalisation only in relative motion (as officially)."""
-        enabled = {key: key not in self._unsupported for key in self.controls}
-        relative = self.motion.value() == "relative"
-        enabled["driving"] &= relative
-        enabled["normalize_lip"] &= relative
-        enabled["eye_target"] &= self.eyes.value() == "target"
-        enabled["lip_target"] &= self.lips.value() == "target"
-        enabled["retargeting_only"] &= (self.eyes.value(), self.lips.value()) != ("off", "off")
-        for key, widget in self.controls.items():
-            widget.setEnabled(enabled[key])
+        """Grey out what has no effect with the others as they are (a target outside Target mode, "only eyes and
+        lips" with neither retargeted, the relative-only options in absolute motion), as the options say."""
+        shown = AnimationOptions(**self.values())
+        for name, control in self.controls.items():
+            control.setEnabled(shown.applies(name))
 
-    def _emit(self, key: str, value: Any) -> None:
+    def _emit(self, name: str, value: Any) -> None:
         self._show_dependencies()
-        self.changed.emit(key, value)
+        self.changed.emit(name, value)
 
     # ------------------------------------------------------------------------------------------------ fold
     @property

@@ -21,7 +21,8 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import QFileDialog, QFrame, QLabel, QMainWindow, QScrollArea, QSplitter, QVBoxLayout, QWidget
 
-from mirage_desktop.config import ConfigError, Settings, bundled_avatar
+from mirage_desktop.animation_options import AnimationOptionError
+from mirage_desktop.config import Settings, bundled_avatar
 from mirage_desktop.engine.outputs import CallbackOutput
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource, Source, SourceError, list_cameras
@@ -269,7 +270,6 @@ class MainWindow(QMainWindow):
         self.controls.set_sources([], self.settings.source if self.engine.source.name != "demo" else "demo")
         self.avatar_picker.refresh(self.settings.avatar)
         self.animation.show_options(self.settings.animation)
-        self.animation.set_supported(self.session.supported_animation_options())
         inference = self.controls.inference
         inference.show_choice(*self.session.inference())
         local = self.remote is None and self.session.avatar_stage is not None
@@ -483,7 +483,7 @@ class MainWindow(QMainWindow):
             return
         try:
             self.session.set_animation_options(**{key: value})
-        except ConfigError as exc:
+        except AnimationOptionError as exc:
             self.show_message("error", str(exc))
             self.animation.show_options(self.settings.animation)
             return

@@ -11,8 +11,11 @@ and the per-stage figures. Every endpoint needs ``Authorization: Bearer <token>`
   ``image/webp``; at most :data:`MAX_AVATAR_BYTES`) -> ``{"avatar": name}``; 413 too large, 415 not an image,
   422 no face in it.
 - ``POST /control/recalibrate`` -> ``{"recalibrated": true}``.
-- ``GET /control/animation`` -> the avatar stage's options; ``PUT /control/animation`` with any subset of them
-  (checked by :func:`mirage_desktop.stages.avatar.options.check_option_changes`: 400 for an unknown name or kind).
+- ``GET /control/animation`` -> the Animation options (the fields of
+  :class:`~mirage_desktop.animation_options.AnimationOptions`, the settings file's names) and the avatar stage's
+  ``grace_s`` and ``fallback``; ``PUT /control/animation`` with any subset of them, or of the old names
+  (``relative_pose``, ``expression_friendly``: :data:`~mirage_desktop.animation_options.OLD_NAMES`), answers the
+  same; 400 names a bad one and what it takes.
 - ``GET /control/models`` -> per stage ``{"enabled", "ready", "reason"}`` plus the stage's own numbers.
 - ``GET /control/stats`` -> the engine's stats (the ``--stats-json`` format: per-stage P50/P95, end to end, rates).
 """
@@ -31,7 +34,7 @@ from aiohttp import web
 from mirage_desktop.config import Settings
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.stage import Stage, StageUnavailable
-from mirage_desktop.stages.avatar.options import AnimationOptionError
+from mirage_desktop.animation_options import AnimationOptionError
 from mirage_desktop.webrtc.auth import json_error
 
 logger = logging.getLogger(__name__)
@@ -164,20 +167,24 @@ class _Controls:
         self._avatar_stage().recalibrate()
         return web.json_response({"recalibrated": True})
 
+    @staticmethod
+    def _animation(stage: Any) -> web.StreamResponse:
+        return web.json_response({**stage.options.to_json(), **dataclasses.asdict(stage.lost_face)})
+
     @_answer
     async def get_animation(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(dataclasses.asdict(self._avatar_stage().options))
+        return self._animation(self._avatar_stage())
 
     @_answer
     async def put_animation(self, request: web.Request) -> web.StreamResponse:
-        """Any subset of the avatar stage's options; the stage checks names and kinds (one place for both)."""
+        """Any subset of the options (or their old names); the stage checks them all before it changes any."""
         stage = self._avatar_stage()
         data = await _json_object(request)
         try:
             stage.set_options(**data)
         except AnimationOptionError as exc:
             raise _Problem(400, str(exc)) from exc
-        return web.json_response(dataclasses.asdict(stage.options))
+        return self._animation(stage)
 
     @_answer
     async def post_avatar(self, request: web.Request) -> web.StreamResponse:

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import torch
 
+from mirage_desktop.animation_options import AnimationOptionError, AnimationOptions, option_changes
 from mirage_desktop.config import Settings, bundled_avatar
 from mirage_desktop.engine.frame import Frame
 from mirage_desktop.engine.sources import SourceError, load_image
@@ -38,10 +39,13 @@ from mirage_desktop.liveportrait.runner import LivePortrait, SourceState, rgb_to
 from mirage_desktop.liveportrait.smoothing import MotionSmoother
 from mirage_desktop.stages.avatar.canvas import AvatarCanvas, CanvasLayout
 from mirage_desktop.stages.avatar.options import (
+    FALLBACKS,
+    LOST_FACE_OPTIONS,
     RECALIBRATING_OPTIONS,
-    AnimationOptionError,
-    AvatarOptions,
-    check_option_changes,
+    LostFace,
+    drive_options,
+    motion_smoother,
+    needs_driver_ratios,
 )
 from mirage_desktop.stages.face import FaceDetectionStage
 from mirage_desktop.stages.specs import LIVEPORTRAIT
@@ -58,7 +62,7 @@ OPTIMISING = "optimising for this computer (one time)"
 BACKEND_CHECK_S = 2.0
 
 
-__all__ = ["AnimationOptionError", "AvatarError", "AvatarOptions", "AvatarStage", "PreparedAvatar"]
+__all__ = ["AnimationOptionError", "AvatarError", "AvatarStage", "PreparedAvatar"]
 
 
 class AvatarError(RuntimeError):
@@ -89,9 +93,11 @@ class AvatarStage(Stage):
         self.settings = settings
         self.detector = detector
         detector.wanted_when_off = lambda: self.enabled  # the face stage tracks for us while it is switched off
-        self.options = AvatarOptions(fallback=settings.fallback)
-        self._drive_opts = self.options.drive_options()
-        self._smoother = self.options.smoother()
+        self.options = AnimationOptions()
+        self.lost_face = LostFace(fallback=settings.fallback if settings.fallback in FALLBACKS else FALLBACKS[0])
+        self._drive_opts = drive_options(self.options)
+        self._smoother = motion_smoother(self.options)
+        self._needs_ratios = needs_driver_ratios(self.options)
         self.avatar_path: Path = Path(settings.avatar) if settings.avatar else bundled_avatar()
         self.model: LivePortrait | None = None
         self.cropper: Cropper | None = None  # the source cropper (own buffers; the face stage's models)
@@ -122,12 +128,17 @@ class AvatarStage(Stage):
         self._reference = None
 
     def set_options(self, **changes: Any) -> None:
-        """Change animation options (names of :class:`AvatarOptions`); applied from the next frame. Raises
-        :class:`AnimationOptionError` for an unknown name or a bad value (the options stay as they were)."""
-        options = replace(self.options, **check_option_changes(changes))
-        smoother = options.smoother() if "smoothing" in changes else self._smoother
-        self.options, self._drive_opts, self._smoother = options, options.drive_options(), smoother
-        if RECALIBRATING_OPTIONS & set(changes):
+        """Change Animation options (names of :class:`AnimationOptions`, or their old names) and the lost-face ones
+        (``grace_s``, ``fallback``); applied from the next frame. Raises :class:`AnimationOptionError` for an unknown
+        name or a bad value (the options stay as they were)."""
+        lost = {name: changes.pop(name) for name in LOST_FACE_OPTIONS if name in changes}
+        checked = option_changes(changes)
+        options = replace(self.options, **checked)
+        lost_face = replace(self.lost_face, **lost)
+        smoother = motion_smoother(options) if "smoothing" in checked else self._smoother
+        self.options, self.lost_face, self._drive_opts = options, lost_face, drive_options(options)
+        self._smoother, self._needs_ratios = smoother, needs_driver_ratios(options)
+        if RECALIBRATING_OPTIONS & set(checked):
             self.recalibrate()
 
     def set_avatar(self, path: Path | str) -> None:
@@ -273,7 +284,7 @@ class AvatarStage(Stage):
             driving = smoother(driving, frame.t_capture)
         if recalibrate:
             self._reference, self._reference_for = driving, avatar
-        ratios = FaceRatios.from_landmarks(face.lmk203) if self.options.needs_driver_ratios else None
+        ratios = FaceRatios.from_landmarks(face.lmk203) if self._needs_ratios else None
         keypoints = self._drive(model, avatar.source, driving, self._reference, ratios)
         t2 = self._mark(sync) if timed else t0
         image = model.render(avatar.source, keypoints)
@@ -330,12 +341,12 @@ class AvatarStage(Stage):
 
     def _no_face(self, frame: Frame, avatar: PreparedAvatar) -> Frame:
         """Hold the last animated frame for the grace period, then show the avatar at rest (or the camera)."""
-        if self._last_output is not None and frame.t_capture - self._last_face_t < self.options.grace_s:
+        if self._last_output is not None and frame.t_capture - self._last_face_t < self.lost_face.grace_s:
             self.reason = "no face in view: holding the last frame"
             frame.image = self._last_output
             return frame
         self._restart_driver()
-        if self.options.fallback == "passthrough":
+        if self.lost_face.fallback == "passthrough":
             self.reason = "no face in view: showing the camera"
             return frame
         self.reason = "no face in view: showing the avatar at rest"
