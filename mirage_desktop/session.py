@@ -37,8 +37,10 @@ from mirage_desktop.config import (
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource, Source, SourceError, load_image
 from mirage_desktop.engine.stage import StageStatus, StageUnavailable
+from mirage_desktop.engine.stats import EngineStats
 from mirage_desktop.remote.control import RemoteControlError
 from mirage_desktop.remote.link import RemoteLink
+from mirage_desktop.remote.link_stats import LinkStats
 from mirage_desktop.stages.avatar.options import AvatarOptions
 from mirage_desktop.stages.avatar.stage import AvatarError, AvatarStage
 from mirage_desktop.stages.face import FaceDetectionStage
@@ -97,7 +99,7 @@ class Session:
         self.settings_path = settings_path
         self.remember = remember
         self.remote = remote
-        self._remote_final: dict[str, Any] | None = None  # the remote block as the session closed
+        self._remote_final: LinkStats | None = None  # the remote block as the session closed
         #: what the remote's avatar stage was last told (its defaults at first), so only changes cross the network
         self._remote_animation: AvatarOptions | None = AvatarOptions() if remote is not None else None
         if remote is not None:
@@ -328,16 +330,14 @@ class Session:
         return target, note
 
     # ================================================================================================ stats
-    def stats(self) -> dict[str, Any]:
-        """The engine's stats; remote: with the remote's own stages beside the round trip and the ``remote``
-        block (``{"url", "connected", "frames_received", "round_trip_p50_ms", "round_trip_p95_ms",
-        "reconnects", ...}``)."""
+    def stats(self) -> EngineStats:
+        """The engine's stats; remote: with the remote's own stages beside the round trip."""
         stats = self.engine.stats()
         if self.remote is not None:
-            self.remote.decorate(stats)
+            stats = self.remote.decorate(stats)
         return stats
 
-    def remote_stats(self) -> dict[str, Any] | None:
+    def remote_stats(self) -> LinkStats | None:
         """The ``remote`` block of ``--stats-json``: as the session closed, or now; None when not remote."""
         if self.remote is None:
             return None

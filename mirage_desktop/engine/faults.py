@@ -269,7 +269,7 @@ class FaultInjector:
 
     def _write_status(self) -> None:
         try:
-            stats = self.engine.stats()
+            stats = self.engine.stats().to_json()
             stages = {s.name: {"enabled": s.enabled, "ready": s.ready, "reason": s.reason,
                                "frames": self.engine.metrics.stage(s.name).count} for s in self.engine.stages}
             status = {

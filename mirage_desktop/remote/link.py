@@ -8,6 +8,7 @@ has the single :class:`RemoteStage`, and everything the user switches goes to th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from aiortc import RTCIceServer
@@ -16,6 +17,7 @@ from mirage_desktop.config import Settings
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import Source
 from mirage_desktop.engine.stage import StageStatus
+from mirage_desktop.engine.stats import EngineStats
 from mirage_desktop.remote.client import RemoteClient
 from mirage_desktop.remote.control import RemoteControl
 from mirage_desktop.remote.stage import RemoteStage
@@ -83,21 +85,20 @@ class RemoteLink:
         reason = str(entry.get("reason") or "")
         return StageStatus(state, f"{reason} (on the remote engine)" if reason and state != "off" else reason)
 
-    def decorate(self, stats: dict[str, Any]) -> dict[str, Any]:
-        """Add the remote's own stages beside the round trip (the switches and the latency panel read them from
-        there) and the ``remote`` block; returns ``stats``."""
-        stats["remote"] = self.client.stats()
+    def decorate(self, stats: EngineStats) -> EngineStats:
+        """``stats`` with the remote's own stages beside the round trip (the switches and the latency panel read
+        them from there)."""
+        stages = dict(stats.stages)
         remote = self.client.remote_stats
-        stages = stats.setdefault("stages", {})
-        if remote:
-            for name, entry in remote.get("stages", {}).items():
-                stages[name] = {**entry, "label": f"{entry.get('label') or name} (remote)"}
+        if remote is not None:
+            for name, entry in remote.stages.items():
+                stages[name] = replace(entry, label=f"{entry.label or name} (remote)")
         if "remote" in stages:
-            stages["remote"]["label"] = "Round trip"
-        return stats
+            stages["remote"] = replace(stages["remote"], label="Round trip")
+        return replace(stats, stages=stages)
 
     def round_trip_text(self) -> str:
         s = self.client.stats()
-        if s["round_trip_p50_ms"] is None:
-            return f"Remote: {s['reason'] or 'connecting...'}"
-        return f"Round trip {s['round_trip_p50_ms']:.0f} ms (P95 {s['round_trip_p95_ms']:.0f} ms)"
+        if s.round_trip_p50_ms is None or s.round_trip_p95_ms is None:
+            return f"Remote: {s.reason or 'connecting...'}"
+        return f"Round trip {s.round_trip_p50_ms:.0f} ms (P95 {s.round_trip_p95_ms:.0f} ms)"

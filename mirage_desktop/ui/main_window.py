@@ -361,7 +361,7 @@ class MainWindow(QMainWindow):
     # ================================================================================================ stats
     @Slot()
     def refresh_stats(self) -> None:
-        """About twice a second: one ``engine.stats()`` snapshot for the plots, switches and status bar."""
+        """About twice a second: one stats snapshot for the plots, switches and status bar."""
         stats = self.session.stats()
         self.latency.update_stats(stats)
         reason = ""
@@ -373,7 +373,7 @@ class MainWindow(QMainWindow):
             if enabled and status.reason and not reason:
                 reason = f"{stage_spec(name).label}: {status.reason}"
         if self.remote is None:
-            self.controls.inference.show_running(stats.get("backends", {}).get("liveportrait"))
+            self.controls.inference.show_running(stats.backends.get("liveportrait"))
         if self.remote is not None:  # where the device would be: the round trip to the remote engine
             self.status_device.setText(self.remote.status_text())
             refused = self.remote.auth_message()
@@ -389,8 +389,8 @@ class MainWindow(QMainWindow):
         self.outputs.refresh()
         self.status_reason.setText(reason)
         self.status_reason.setToolTip(reason)
-        self.status_fps.setText(f"{stats.get('fps_out', 0.0):.1f} fps")
-        self.status_dropped.setText(f"{stats.get('dropped', 0)} dropped")
+        self.status_fps.setText(f"{stats.fps_out:.1f} fps")
+        self.status_dropped.setText(f"{stats.dropped} dropped")
 
     # ================================================================================================ source
     @Slot()
