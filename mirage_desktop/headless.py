@@ -160,7 +160,7 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
     except SourceError as exc:
         return _fail(str(exc))
     session = Session(settings, source, every_frame=args.every_frame, max_frames=args.frames, remote=remote)
-    code = _prepare(session, args)
+    code = _prepare(session, args, avatar_sent=remote is not None)
     if code:
         shut_down(session)
         return code
@@ -195,7 +195,7 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
         print(status_line(stats), flush=True)
     if args.stats_json:
         document = {**stats.to_json(), "wall_s": round(wall, 3)}
-        link = session.remote_stats()  # a remote engine's link, as the session closed
+        link = session.control.link_stats()  # a remote engine's link, as the session closed
         if link is not None:
             document["remote"] = link.to_json()
         args.stats_json.write_text(json.dumps(document, indent=2), encoding="utf-8")
@@ -208,11 +208,11 @@ def shut_down(session: Session) -> None:
     session.close()
 
 
-def _prepare(session: Session, args: argparse.Namespace) -> int:
+def _prepare(session: Session, args: argparse.Namespace, *, avatar_sent: bool = False) -> int:
     """Avatar, model loading and the outputs the flags ask for, before the first frame; an exit code (2) when the
-    run cannot go on, else 0."""
+    run cannot go on, else 0. ``avatar_sent``: --avatar already went to the engine (a remote one, as it connected)."""
     settings = session.settings
-    if settings.avatar is not None and session.remote is None:  # remote: --avatar went up with connect_remote
+    if settings.avatar is not None and not avatar_sent:
         if session.avatar_stage is None:
             return _fail("--avatar needs the LivePortrait stage, which this build does not include.")
         try:
