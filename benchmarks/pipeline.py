@@ -49,11 +49,11 @@ def run(width: int, height: int, seconds: float, fps: float) -> dict[str, float]
     engine.stop()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
     s = engine.stats()
-    e2e = s["end_to_end"]
+    e2e = s.end_to_end
     return {
-        "p50": e2e["p50_ms"], "p95": e2e["p95_ms"], "p99": e2e["p99_ms"],
-        "fps": s["frames_out"] / wall, "cpu": 100.0 * cpu / wall, "dropped": s["dropped"],
-        "frames": s["frames_out"],
+        "p50": e2e.p50_ms, "p95": e2e.p95_ms, "p99": e2e.p99_ms,
+        "fps": s.frames_out / wall, "cpu": 100.0 * cpu / wall, "dropped": s.dropped,
+        "frames": s.frames_out,
     }
 
 

@@ -10,12 +10,14 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from mirage_desktop.config import Settings
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import SourceError, VideoFileSource
+from mirage_desktop.engine.stats import EngineStats
 from mirage_desktop.os_support import register_stack_dump, stop_signals
 from mirage_desktop.session import Session
 from mirage_desktop.stages.avatar.stage import AvatarError
@@ -45,20 +47,20 @@ def _check_stats_path(path: Path) -> None:
         raise UsageError(f"cannot write stats to {path}: {exc.strerror}. Choose a writable path.") from exc
 
 
-def status_line(stats: dict[str, Any]) -> str:
-    e2e = stats["end_to_end"]
+def status_line(stats: EngineStats) -> str:
+    e2e = stats.end_to_end
     parts = [
-        f"fps {stats['fps_out']:5.1f}",
-        f"in {stats['frames_in']}",
-        f"out {stats['frames_out']}",
-        f"dropped {stats['dropped']}",
-        f"e2e p50 {_ms(e2e['p50_ms'])} p95 {_ms(e2e['p95_ms'])}",
+        f"fps {stats.fps_out:5.1f}",
+        f"in {stats.frames_in}",
+        f"out {stats.frames_out}",
+        f"dropped {stats.dropped}",
+        f"e2e p50 {_ms(e2e.p50_ms)} p95 {_ms(e2e.p95_ms)}",
     ]
-    for name, st in stats["stages"].items():
-        if st["enabled"] and not st["reason"]:
-            parts.append(f"{name} {_ms(st['p50_ms'])}")
-        elif st["enabled"]:
-            parts.append(f"{name}: {st['reason']}")
+    for name, st in stats.stages.items():
+        if st.enabled and not st.reason:
+            parts.append(f"{name} {_ms(st.latency.p50_ms)}")
+        elif st.enabled:
+            parts.append(f"{name}: {st.reason}")
     return " | ".join(parts)
 
 
@@ -66,13 +68,13 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}ms"
 
 
-def final_stats(engine: Engine, wall_s: float) -> dict[str, Any]:
-    stats = engine.stats()
-    stats["wall_s"] = round(wall_s, 3)
-    # the live rate looks at the last 2 s; over a whole run the honest figure is the average
-    stats["fps_out"] = round(engine.metrics.frames_out / wall_s, 2) if wall_s > 0 else 0.0
-    stats["fps_in"] = round(engine.metrics.frames_in / wall_s, 2) if wall_s > 0 else 0.0
-    return stats
+def final_stats(engine: Engine, wall_s: float) -> EngineStats:
+    """The run's figures, with the rates averaged over the whole run (the live rate looks at the last 2 s)."""
+    return replace(
+        engine.stats(),
+        fps_out=round(engine.metrics.frames_out / wall_s, 2) if wall_s > 0 else 0.0,
+        fps_in=round(engine.metrics.frames_in / wall_s, 2) if wall_s > 0 else 0.0,
+    )
 
 
 def install_stop_signals(stop: threading.Event) -> dict[int, Any]:
@@ -146,7 +148,7 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
     except SourceError as exc:
         return _fail(str(exc))
     session = Session(settings, source, every_frame=args.every_frame, max_frames=args.frames, remote=remote)
-    code = _prepare(session, args)
+    code = _prepare(session, args, avatar_sent=remote is not None)
     if code:
         shut_down(session)
         return code
@@ -176,12 +178,14 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
         shut_down(session)
         restore_signals(previous)
     stats = final_stats(engine, wall)
-    if session.remote is not None:
-        stats["remote"] = session.remote_stats()
     if not args.quiet:
         print(status_line(stats), flush=True)
     if args.stats_json:
-        args.stats_json.write_text(json.dumps(stats, indent=2), encoding="utf-8")
+        document = {**stats.to_json(), "wall_s": round(wall, 3)}
+        link = session.control.link_stats()  # a remote engine's link, as the session closed
+        if link is not None:
+            document["remote"] = link.to_json()
+        args.stats_json.write_text(json.dumps(document, indent=2), encoding="utf-8")
     return 0
 
 
@@ -191,11 +195,11 @@ def shut_down(session: Session) -> None:
     session.close()
 
 
-def _prepare(session: Session, args: argparse.Namespace) -> int:
+def _prepare(session: Session, args: argparse.Namespace, *, avatar_sent: bool = False) -> int:
     """Avatar, model loading and the outputs the flags ask for, before the first frame; an exit code (2) when the
-    run cannot go on, else 0."""
+    run cannot go on, else 0. ``avatar_sent``: --avatar already went to the engine (a remote one, as it connected)."""
     settings = session.settings
-    if settings.avatar is not None and session.remote is None:  # remote: --avatar went up with connect_remote
+    if settings.avatar is not None and not avatar_sent:
         if session.avatar_stage is None:
             return _fail("--avatar needs the LivePortrait stage, which this build does not include.")
         try:

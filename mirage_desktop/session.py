@@ -7,11 +7,11 @@ every change, headless only for a new token). Slow calls (opening the virtual ca
 preparing an avatar) say so; the window runs them on a worker thread, and the session's lock makes their
 hand-over to the engine safe against :meth:`Session.close`.
 
-Remote mode (``remote=`` a :class:`~mirage_desktop.remote.link.RemoteLink`, from ``--remote URL`` or the window's
-Engine choice): capture, preview and outputs stay here, the engine has the one remote stage instead of the model
-stages, and the stage switches, Recalibrate, the avatar and the animation options act on the remote engine through
-its ``/control`` endpoints. Those calls cross the network: slow (:attr:`Session.remote` tells the caller), and a
-:class:`~mirage_desktop.remote.control.RemoteControlError` names what went wrong.
+Where the animation runs is :attr:`Session.control`, one
+:class:`~mirage_desktop.control.engine_control.EngineControl`: the model stages here, or (``remote=`` a
+:class:`~mirage_desktop.remote.link.RemoteLink`, from ``--remote URL`` or the window's Engine choice) a remote engine
+whose stage switches, Recalibrate, avatar and animation options cross the network. The stage switches, Recalibrate
+and the figures are the control's; the session adds what both share (the settings, the outputs, the avatar file).
 """
 
 from __future__ import annotations
@@ -31,15 +31,16 @@ from mirage_desktop.config import (
     checked_setting,
     save_settings,
 )
+from mirage_desktop.control.engine_control import EngineControl
+from mirage_desktop.control.local_engine import LocalEngine
+from mirage_desktop.control.remote_engine import RemoteEngine
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource, Source, SourceError, load_image
-from mirage_desktop.engine.stage import StageStatus, StageUnavailable
-from mirage_desktop.remote.control import RemoteControlError
 from mirage_desktop.remote.link import RemoteLink
 from mirage_desktop.stages.avatar.stage import AvatarError, AvatarStage
 from mirage_desktop.stages.face import FaceDetectionStage
-from mirage_desktop.stages.factory import build_engine, make_engine_source
-from mirage_desktop.stages.specs import LIVEPORTRAIT, SCRFD, STAGE_SPECS, stage_spec
+from mirage_desktop.stages.factory import make_engine_source
+from mirage_desktop.stages.specs import SCRFD, stage_spec
 
 if TYPE_CHECKING:
     from aiortc import RTCIceServer
@@ -74,17 +75,12 @@ class Session:
         self.settings_path = settings_path
         self.remember = remember
         self.remote = remote
-        self._remote_final: dict[str, Any] | None = None  # the remote block as the session closed
         #: what the remote's avatar stage was last told (its defaults at first), so only changes cross the network
         self._remote_animation: AnimationOptions | None = AnimationOptions() if remote is not None else None
-        if remote is not None:
-            self.engine: Engine = remote.build_engine(source, self.demo_source, every_frame=every_frame,
-                                                      max_frames=max_frames)
-        else:
-            self.engine = build_engine(settings, source, every_frame=every_frame, max_frames=max_frames)
-            for spec in STAGE_SPECS:
-                if self.has_stage(spec.name):
-                    self.engine.set_stage_enabled(spec.name, bool(getattr(settings, spec.setting)))
+        self.control: EngineControl = (
+            RemoteEngine(remote, source, self.demo_source, every_frame=every_frame, max_frames=max_frames)
+            if remote is not None else LocalEngine(settings, source, every_frame=every_frame, max_frames=max_frames))
+        self.engine: Engine = self.control.engine
         self.virtual_camera: VirtualCameraOutput | None = None
         self.server: HttpServer | None = None
         self.recorder: Recorder | None = None
@@ -116,42 +112,11 @@ class Session:
         self.engine.source = self.demo_source()
 
     # ================================================================================================ stages
-    def has_stage(self, name: str) -> bool:
-        """Whether the model stage ``name`` can be switched: in this build's engine, or (remote) on the remote."""
-        if self.remote is not None:
-            return any(spec.name == name for spec in STAGE_SPECS)
-        return any(stage.name == name for stage in self.engine.stages)
-
-    def stage_status(self, name: str) -> StageStatus:
-        if self.remote is not None:
-            return self.remote.stage_status(name)
-        return self.engine.stage(name).status()
-
-    def stage_enabled(self, name: str) -> bool:
-        if self.remote is not None:
-            return self.remote.stage_enabled(name)
-        return self.engine.stage(name).enabled
-
-    def set_stage_enabled(self, name: str, enabled: bool) -> None:
-        """Switch a stage (next frame) and record it in its setting; KeyError for a stage not in this build.
-        Remote: switched there (slow; RemoteControlError), this computer's settings stay as they were."""
-        if self.remote is not None:
-            self.remote.control.set_stages(**{name: bool(enabled)})
-            return
-        self.engine.set_stage_enabled(name, enabled)
-        setattr(self.settings, stage_spec(name).setting, bool(enabled))
-
     def download_group(self, name: str) -> str:
         """The model group to fetch for a stage: the one its status asks for (Animate may ask for face
         detection's), else the stage's own."""
-        status = self.stage_status(name) if self.has_stage(name) else None
+        status = self.control.stage_status(name) if self.control.has_stage(name) else None
         return (status.model_group if status else None) or stage_spec(name).model_group
-
-    def models_arrived(self, name: str) -> None:
-        """New model files are on disk: reload the stage and switch it on (a remote engine has its own models)."""
-        if self.remote is None and self.has_stage(name):
-            self.engine.stage(name).reset()
-            self.set_stage_enabled(name, True)
 
     def inference(self) -> tuple[str, str]:
         """The Animate stage's chosen (backend, precision), as in the settings."""
@@ -176,30 +141,7 @@ class Session:
     @property
     def avatar_stage(self) -> AvatarStage | None:
         """The local avatar stage; None in remote mode and in builds without it."""
-        if self.remote is not None or not self.has_stage(LIVEPORTRAIT.name):
-            return None
-        stage = self.engine.stage(LIVEPORTRAIT.name)
-        return stage if isinstance(stage, AvatarStage) else None
-
-    def recalibrate(self) -> tuple[str, str]:
-        """Take the current pose as neutral; returns (level, message) saying what happened (remote: slow)."""
-        if self.remote is not None:
-            try:
-                self.remote.control.recalibrate()
-            except RemoteControlError as exc:
-                return "error", f"Recalibrate on the remote engine failed: {exc}"
-            return "info", "Recalibrated on the remote engine: your current pose is the neutral pose now."
-        stage = self.avatar_stage
-        if stage is None:
-            return "warning", f"Recalibrate needs {LIVEPORTRAIT.label}, which is not available in this build."
-        if not stage.enabled:
-            return "info", (f"Switch on {LIVEPORTRAIT.label} ({LIVEPORTRAIT.shortcut}) first: Recalibrate sets its "
-                            "neutral pose.")
-        try:
-            stage.recalibrate()
-        except Exception as exc:  # noqa: BLE001 - told to the user; the video goes on
-            return "error", f"Recalibrate failed: {exc}"
-        return "info", "Recalibrated: your current pose is the neutral pose now."
+        return self.control.avatar_stage
 
     # ================================================================================================ animation
     def set_animation_options(self, **changes: Any) -> AnimationOptions:
@@ -235,10 +177,8 @@ class Session:
     # ================================================================================================ faces
     @property
     def face_stage(self) -> FaceDetectionStage | None:
-        if not self.has_stage(SCRFD.name):
-            return None
-        stage = self.engine.stage(SCRFD.name)
-        return stage if isinstance(stage, FaceDetectionStage) else None
+        """The local face detection stage; None in remote mode and in builds without it."""
+        return self.control.face_stage
 
     def pick_face(self, x: float, y: float) -> tuple[str, str]:
         """Make the face at camera pixel (x, y) the one that drives the avatar, from the next frame (a point on no
@@ -269,42 +209,14 @@ class Session:
             copy_to.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, copy_to)
             target = copy_to
-        note = ""
-        stage = self.avatar_stage
-        if self.remote is not None:
-            try:
-                self.remote.control.upload_avatar(target)
-            except RemoteControlError as exc:
-                if copy_to is not None:
-                    copy_to.unlink(missing_ok=True)
-                raise AvatarError(f"The remote engine did not take {path.name}: {exc}") from exc
-        elif stage is not None:
-            try:
-                stage.set_avatar(target)
-            except StageUnavailable as exc:
-                note = str(exc)
-            except BaseException:
-                if copy_to is not None:
-                    copy_to.unlink(missing_ok=True)
-                raise
+        try:
+            note = self.control.set_avatar(target, path.name)
+        except BaseException:
+            if copy_to is not None:
+                copy_to.unlink(missing_ok=True)
+            raise
         self.settings.avatar = None if target == bundled_avatar() else target
         return target, note
-
-    # ================================================================================================ stats
-    def stats(self) -> dict[str, Any]:
-        """The engine's stats; remote: with the remote's own stages beside the round trip and the ``remote``
-        block (``{"url", "connected", "frames_received", "round_trip_p50_ms", "round_trip_p95_ms",
-        "reconnects", ...}``)."""
-        stats = self.engine.stats()
-        if self.remote is not None:
-            self.remote.decorate(stats)
-        return stats
-
-    def remote_stats(self) -> dict[str, Any] | None:
-        """The ``remote`` block of ``--stats-json``: as the session closed, or now; None when not remote."""
-        if self.remote is None:
-            return None
-        return self._remote_final if self._remote_final is not None else self.remote.client.stats()
 
     # ================================================================================================ token
     def ensure_token(self) -> bool:
@@ -424,10 +336,6 @@ class Session:
                 server.stop()
             except Exception:
                 logger.exception("Stopping the HTTP server failed")
-        self.engine.stop()
-        if self.remote is not None:
-            if self._remote_final is None:
-                self._remote_final = self.remote.client.stats()  # as the run ended, before hanging up
-            self.remote.stop()
+        self.control.close()  # the engine, and a remote engine's link after its last figures
         self.virtual_camera = None
         self.recorder = None

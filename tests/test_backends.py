@@ -275,7 +275,7 @@ def test_scrfd_reports_the_provider_it_really_got(shared_dir: Path, tmp_path: Pa
 
     from mirage_desktop.engine.pipeline import Engine
 
-    assert Engine(NumberedSource(count=1), [stage]).stats()["backends"] == {"scrfd": "onnxruntime cpu"}  # /health's
+    assert Engine(NumberedSource(count=1), [stage]).stats().backends == {"scrfd": "onnxruntime cpu"}  # /health's
 
 
 def test_auto_precision_is_fp32_on_a_cpu_without_native_bf16(synth_weights_dir: Path) -> None:

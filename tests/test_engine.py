@@ -49,11 +49,11 @@ def test_slow_stage_drops_frames_instead_of_building_delay() -> None:
     time.sleep(2.0)
     engine.stop()
     stats = engine.stats()
-    assert stats["dropped"] > 0.5 * stats["frames_in"]
+    assert stats.dropped > 0.5 * stats.frames_in
     assert 5 <= len(frames) <= 25
     # latency stays bounded: no frame waited behind a queue of stale ones
     late = [f for f in frames[3:]]
-    assert stats["end_to_end"]["p99_ms"] < 500, stats["end_to_end"]
+    assert stats.end_to_end.p99_ms is not None and stats.end_to_end.p99_ms < 500, stats.end_to_end
     assert all(b.index - a.index >= 2 for a, b in zip(late, late[1:]))
 
 
@@ -72,7 +72,7 @@ def test_failing_stage_keeps_video_going_and_disables_itself() -> None:
     assert failing.enabled is False
     assert "model exploded" in failing.reason and "disabled after" in failing.reason
     assert any(level == "error" and "model exploded" in msg for level, msg in messages)
-    assert engine.stats()["stages"]["failing"]["reason"] == failing.reason
+    assert engine.stats().stages["failing"].reason == failing.reason
 
 
 def test_toggling_from_other_threads_under_load_is_safe() -> None:
@@ -103,7 +103,7 @@ def test_toggling_from_other_threads_under_load_is_safe() -> None:
     while len(frames) < n + 5 and time.time() < deadline:
         time.sleep(0.01)
     engine.stop()
-    assert engine.stats()["frames_out"] > 20
+    assert engine.stats().frames_out > 20
     assert invert.seen > 0
     # after the final "on", the output is the inverted camera frame
     last = frames[-1]
@@ -181,11 +181,12 @@ def test_async_stage_keeps_the_source_rate_and_shows_its_latest_result() -> None
     for f, s in zip(frames[first:], shown[first:]):
         assert f.t_content == t_of[s] and f.t_content <= f.t_capture
     stats = engine.stats()
-    entry = stats["stages"]["slow"]
-    assert entry["asynchronous"] is True
-    assert entry["p50_ms"] >= 250.0  # the stage's latency is its compute time (sleep never returns early)
+    entry = stats.stages["slow"]
+    assert entry.asynchronous is True and entry.to_json()["asynchronous"] is True
+    # the stage's latency is its compute time (sleep never returns early)
+    assert entry.latency.p50_ms is not None and entry.latency.p50_ms >= 250.0
     assert engine.metrics.stage("slow").count == len(slow.done)
-    assert stats["end_to_end"]["p50_ms"] >= 250.0  # most frames show content at least one compute old
+    assert stats.end_to_end.p50_ms is not None and stats.end_to_end.p50_ms >= 250.0  # content at least one compute old
 
 
 def test_async_stage_failures_pass_through_and_switch_it_off() -> None:
@@ -237,4 +238,4 @@ def test_every_frame_mode_runs_an_async_stage_inline_on_every_frame() -> None:
     assert [f.index for f in frames] == list(range(12)) and slow.done == list(range(12))
     assert all(np.array_equal(f.image, 255 - sent) for f, sent in zip(frames, source.sent))
     assert {thread for *_, thread in slow.seen} == {"mirage-process"}
-    assert "asynchronous" not in engine.stats()["stages"]["slow"]
+    assert "asynchronous" not in engine.stats().stages["slow"].to_json()

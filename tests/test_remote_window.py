@@ -91,7 +91,7 @@ def test_the_window_runs_on_the_remote_engine_and_its_switches_act_there(qtbot, 
     qtbot.waitUntil(lambda: window.latency.updates >= 6 and "remote" in window.latency.series, timeout=WAIT_MS)
     qtbot.wait(2500)  # a couple of refreshes, so the screenshot shows the remote's reason
     window.grab().save(str(shots(tmp_path) / "window_remote.png"))
-    assert window.session.stage_enabled("scrfd") is True
+    assert window.session.control.stage_enabled("scrfd") is True
 
     # the Animation options act on the remote's avatar stage too, under the same names
     def options() -> Any:

@@ -56,12 +56,12 @@ def output_count(session: Session) -> int:
 
 def test_stage_switches_reach_the_engine_and_the_settings(session: Session) -> None:
     for spec in STAGE_SPECS:
-        session.set_stage_enabled(spec.name, True)
+        session.control.set_stage_enabled(spec.name, True)
         assert session.engine.stage(spec.name).enabled and getattr(session.settings, spec.setting) is True
-        session.set_stage_enabled(spec.name, False)
+        session.control.set_stage_enabled(spec.name, False)
         assert not session.engine.stage(spec.name).enabled and getattr(session.settings, spec.setting) is False
     with pytest.raises(KeyError):
-        session.set_stage_enabled("warpdrive", True)
+        session.control.set_stage_enabled("warpdrive", True)
 
 
 def test_settings_choose_the_stages_at_start(tmp_path: Path) -> None:
@@ -78,9 +78,9 @@ def test_download_group_follows_the_status(session: Session) -> None:
     assert session.download_group("liveportrait") == "liveportrait"  # nothing asked yet: the stage's own group
     session.engine.stage("liveportrait").set_reason("needs face detection", "scrfd")
     assert session.download_group("liveportrait") == "scrfd"
-    session.set_stage_enabled("scrfd", True)
+    session.control.set_stage_enabled("scrfd", True)
     assert not session.engine.stage("scrfd").ensure_ready(block=True)  # no model in the test's models folder
-    assert session.stage_status("scrfd").model_group == "scrfd" == session.download_group("scrfd")
+    assert session.control.stage_status("scrfd").model_group == "scrfd" == session.download_group("scrfd")
 
 
 def test_avatar_is_copied_kept_when_models_are_missing_and_bad_ones_leave_nothing(session: Session,
@@ -172,7 +172,7 @@ def test_headless_sessions_leave_the_output_switches_alone_and_close_is_final(tm
 
 
 def test_recalibrate_says_what_it_did(session: Session) -> None:
-    level, text = session.recalibrate()
+    level, text = session.control.recalibrate()
     assert level == "info" and "Ctrl+2" in text  # Animate is off
-    session.set_stage_enabled("liveportrait", True)
-    assert session.recalibrate() == ("info", "Recalibrated: your current pose is the neutral pose now.")
+    session.control.set_stage_enabled("liveportrait", True)
+    assert session.control.recalibrate() == ("info", "Recalibrated: your current pose is the neutral pose now.")

@@ -408,7 +408,7 @@ def test_engine_with_demo_source_feeds_the_camera() -> None:
     engine.start()
     try:
         assert wait_until(lambda: out.frames_new >= 10, timeout=20.0)
-        stats = engine.stats()["outputs"]["virtual_camera"]
+        stats = engine.stats().outputs["virtual_camera"]
     finally:
         engine.stop()  # closes the outputs too
     assert device.closed and out.status == "stopped"

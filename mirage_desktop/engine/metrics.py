@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import threading
 import time
 from typing import Any
 
@@ -151,42 +150,10 @@ class GpuMemory:
         return out
 
 
-class SplitCounter:
-    """A count that several threads add to without a lock on the hot path and without losing updates.
-
-    ``obj.n += 1`` is a read-modify-write: two threads can read the same value and one increment is lost. Here
-    every thread adds to its own cell (a one-item list that only it writes); reading sums the cells. The lock is
-    taken only when a thread counts for the first time and when someone reads or resets.
-    """
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-        self._cells: list[list[int]] = []
-        self._lock = threading.Lock()
-        self._base = 0  # the sum at the last reset: cells are never written by a thread that does not own them
-
-    def add(self, n: int = 1) -> None:
-        try:
-            cell = self._local.cell
-        except AttributeError:
-            cell = self._local.cell = [0]
-            with self._lock:
-                self._cells.append(cell)  # kept after its thread ends, so its count stays in the total
-        cell[0] += n
-
-    @property
-    def value(self) -> int:
-        with self._lock:
-            return sum(cell[0] for cell in self._cells) - self._base
-
-    def reset(self) -> None:
-        with self._lock:
-            self._base = sum(cell[0] for cell in self._cells)
-
-
 class EngineMetrics:
     """All the engine's numbers: per-stage and end-to-end latency, frame counters, rates, GPU memory and the
-    process's own figures (RSS, threads, handles)."""
+    process's own figures (RSS, threads, handles); the dropped frames are counted by the slots, see
+    :attr:`Engine.dropped`."""
 
     def __init__(self, window: int = 600) -> None:
         self._window = window
@@ -194,17 +161,11 @@ class EngineMetrics:
         self.end_to_end = LatencyWindow(window)
         self.frames_in = 0
         self.frames_out = 0
-        #: Frames replaced in a latest-frame slot before anyone took them; the capture and process threads add.
-        self.drops = SplitCounter()
         self.fps_in = RateMeter()
         self.fps_out = RateMeter()
         self.gpu = GpuMemory()
         self.host = ProcessFigures()
         self.started = time.perf_counter()
-
-    @property
-    def dropped(self) -> int:
-        return self.drops.value
 
     def stage(self, name: str) -> LatencyWindow:
         win = self.stages.get(name)
@@ -217,7 +178,6 @@ class EngineMetrics:
             win.reset()
         self.end_to_end.reset()
         self.frames_in = self.frames_out = 0
-        self.drops.reset()
         self.fps_in = RateMeter()
         self.fps_out = RateMeter()
         self.started = time.perf_counter()

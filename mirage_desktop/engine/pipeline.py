@@ -23,6 +23,7 @@ from mirage_desktop.engine.slots import LatestSlot
 from mirage_desktop.engine.sources import DemoSource, Source, SourceError, SourceLost
 from mirage_desktop.engine.stage import Stage
 from mirage_desktop.engine.stage_worker import StageWorker
+from mirage_desktop.engine.stats import EngineStats, GpuMemoryStats, Latency, StageStats
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +132,9 @@ class Engine:
             self.source.open()
         self._stop.clear()
         self.finished.clear()
-        self._capture_slot.reopen()
-        self._output_slot.reopen()
+        # fresh slots: each run counts its own drops (the slots are where drops are counted)
+        self._capture_slot = LatestSlot(blocking=self.every_frame)
+        self._output_slot = LatestSlot(blocking=self.every_frame)
         self.metrics.reset()
         self._workers = {} if self.every_frame else {
             s.name: StageWorker(s, self._run_stage) for s in self.stages if s.asynchronous}
@@ -229,8 +231,7 @@ class Engine:
             index += 1
             metrics.frames_in += 1
             metrics.fps_in.tick(t)
-            if not self._capture_slot.put(frame):
-                metrics.drops.add()
+            self._capture_slot.put(frame)  # replacing an unread frame counts a drop in the slot
         self._capture_slot.close()
 
     def _run_stage(self, stage: Stage, frame: Frame) -> Frame:
@@ -258,7 +259,6 @@ class Engine:
         return out
 
     def _process_loop(self) -> None:
-        metrics = self.metrics
         while not self._stop.is_set():
             frame = self._capture_slot.get(timeout=0.1)
             if frame is None:
@@ -275,8 +275,7 @@ class Engine:
                 else:
                     frame = worker.step(frame)
             frame.image.flags.writeable = False  # published: nobody writes to it from here on
-            if not self._output_slot.put(frame):
-                metrics.drops.add()
+            self._output_slot.put(frame)
         self._output_slot.close()
 
     def _output_loop(self) -> None:
@@ -304,10 +303,15 @@ class Engine:
                 break
 
     # -------------------------------------------------------------------------------------------------- stats
-    def stats(self) -> dict[str, Any]:
-        """A JSON-ready snapshot: the ``--stats-json`` format, also used by the window and /metrics."""
+    @property
+    def dropped(self) -> int:
+        """Frames replaced in a latest-frame slot before anyone took them, this run (the slots count them)."""
+        return self._capture_slot.dropped + self._output_slot.dropped
+
+    def stats(self) -> EngineStats:
+        """A snapshot of the engine's figures; ``.to_json()`` is the ``--stats-json`` format."""
         m = self.metrics
-        stages: dict[str, Any] = {}
+        stages: dict[str, StageStats] = {}
         for stage in self.stages:
             entry: dict[str, Any] = {"enabled": stage.enabled, "reason": stage.reason, "label": stage.label}
             if stage.asynchronous and not self.every_frame:
@@ -317,27 +321,26 @@ class Engine:
                 entry.update(stage.stats())
             except Exception:
                 logger.exception("Stage %s stats failed", stage.name)
-            stages[stage.name] = entry
-        outputs: dict[str, Any] = {}
+            stages[stage.name] = StageStats.from_json(entry)
+        outputs: dict[str, dict[str, Any]] = {}
         for output in self._outputs:
             try:
                 outputs[output.name] = output.stats()
             except Exception:
                 outputs[output.name] = {}
-        return {
-            "source": self.source.describe(),
-            "device": self.device,
-            "frames_in": m.frames_in,
-            "frames_out": m.frames_out,
-            "dropped": m.dropped,
-            "fps_in": round(m.fps_in.rate(), 2),
-            "fps_out": round(m.fps_out.rate(), 2),
-            "uptime_s": round(time.perf_counter() - m.started, 3),
-            "stages": stages,
-            "end_to_end": m.end_to_end.summary(),
-            "gpu_memory": m.gpu.snapshot(),
-            "host_memory": m.host.snapshot(),
-            "outputs": outputs,
-            # what really runs each stage's networks (a stage's "backend" stat): a fallback is visible here
-            "backends": {name: st["backend"] for name, st in stages.items() if st.get("backend")},
-        }
+        return EngineStats(
+            source=self.source.describe(),
+            device=self.device,
+            frames_in=m.frames_in,
+            frames_out=m.frames_out,
+            dropped=self.dropped,
+            fps_in=round(m.fps_in.rate(), 2),
+            fps_out=round(m.fps_out.rate(), 2),
+            uptime_s=round(time.perf_counter() - m.started, 3),
+            stages=stages,
+            end_to_end=Latency.from_json(m.end_to_end.summary()),
+            gpu_memory=GpuMemoryStats.from_json(m.gpu.snapshot()),
+            host_memory=m.host.snapshot(),
+            outputs=outputs,
+            backends={name: st.backend for name, st in stages.items() if st.backend},
+        )

@@ -36,6 +36,8 @@ from aiortc.mediastreams import VIDEO_TIME_BASE, MediaStreamError, MediaStreamTr
 from av import VideoFrame
 
 from mirage_desktop.engine.metrics import LatencyWindow
+from mirage_desktop.engine.stats import EngineStats
+from mirage_desktop.remote.link_stats import LinkStats
 from mirage_desktop.remote.target import RemoteTarget
 from mirage_desktop.webrtc.tracks import bgr_to_yuv420p
 
@@ -154,7 +156,7 @@ class RemoteClient:
         self.echo_unmatched = 0
         self.connections = 0
         self.connected_at: list[float] = []  # wall-clock times (time.time) each session began processing
-        self.remote_stats: dict[str, Any] | None = None  # GET /control/stats: the remote's own figures
+        self.remote_stats: EngineStats | None = None  # GET /control/stats: the remote's own figures
         self.remote_stages: dict[str, Any] | None = None  # GET /control/stages: its switches, states and reasons
 
     # ------------------------------------------------------------------------------------------ any thread
@@ -203,32 +205,23 @@ class RemoteClient:
             return None
         return item[0]
 
-    def stats(self) -> dict[str, Any]:
-        """The ``remote`` block of ``--stats-json`` and of the window's figures."""
+    def stats(self) -> LinkStats:
+        """The link's figures: the ``remote`` block of ``--stats-json`` (``.to_json()``) and the window's."""
         rt = self.round_trip.summary()
-        out: dict[str, Any] = {
-            "url": self.target.base,
-            "connected": self.connected,
-            "frames_received": self.frames_received,
-            "round_trip_p50_ms": rt["p50_ms"],
-            "round_trip_p95_ms": rt["p95_ms"],
-            "reconnects": self.reconnects,
-            "reason": self.reason,
-            "frames_sent": self.frames_sent,
-            "round_trip_samples": self.round_trip.count,
-            "echo_unmatched": self.echo_unmatched,
-            "connected_at": list(self.connected_at),
-        }
-        remote = self.remote_stats
-        if remote is not None:
-            out["remote_stages"] = {
-                name: {k: st.get(k) for k in ("enabled", "reason", "p50_ms", "p95_ms")}
-                for name, st in remote.get("stages", {}).items()
-            }
-            out["remote_end_to_end"] = remote.get("end_to_end")
-            out["remote_fps_out"] = remote.get("fps_out")
-            out["remote_device"] = remote.get("device")
-        return out
+        return LinkStats(
+            url=self.target.base,
+            connected=self.connected,
+            frames_received=self.frames_received,
+            round_trip_p50_ms=rt["p50_ms"],
+            round_trip_p95_ms=rt["p95_ms"],
+            reconnects=self.reconnects,
+            reason=self.reason,
+            frames_sent=self.frames_sent,
+            round_trip_samples=self.round_trip.count,
+            echo_unmatched=self.echo_unmatched,
+            connected_at=tuple(self.connected_at),
+            remote=self.remote_stats,
+        )
 
     # ------------------------------------------------------------------------------------------- loop thread
     def _wake_track(self) -> None:
@@ -427,7 +420,7 @@ class RemoteClient:
                 try:
                     async with http.get(self.target.url("/control/stats"), headers=self._headers()) as resp:
                         if resp.status == 200:
-                            self.remote_stats = await resp.json()
+                            self.remote_stats = EngineStats.from_json(await resp.json())
                     async with http.get(self.target.url("/control/stages"), headers=self._headers()) as resp:
                         if resp.status == 200:
                             self.remote_stages = (await resp.json()).get("stages")

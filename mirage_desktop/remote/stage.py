@@ -50,7 +50,7 @@ class RemoteStage(Stage):
     def stats(self) -> dict[str, Any]:
         """The client's figures; this stage's latency is the round trip (what the user waits for), so the latency
         panel and the status line show it where a local stage's time would be."""
-        out = self.client.stats()
+        out = self.client.stats().to_json()
         out["connection"] = out.pop("reason")  # the stage's own reason (with "pass-through: ") stays the reason
         rt = self.client.round_trip.summary()
         out.update(rt)

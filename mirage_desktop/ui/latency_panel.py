@@ -14,6 +14,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from mirage_desktop.engine.stats import EngineStats, GpuMemoryStats
+
 HISTORY_SECONDS = 60.0
 UPDATE_INTERVAL_S = 0.5
 HISTORY_POINTS = int(HISTORY_SECONDS / UPDATE_INTERVAL_S)
@@ -135,34 +137,34 @@ class LatencyPanel(QWidget):
         data = getattr(self.series[key], which)
         return data[np.isfinite(data)].copy()
 
-    def update_stats(self, stats: dict[str, Any]) -> None:
+    def update_stats(self, stats: EngineStats) -> None:
         """Append one snapshot of ``Engine.stats()``."""
         x = self._x
-        e2e = stats.get("end_to_end") or {}
-        self.series["end_to_end"].push(_ms(e2e.get("p50_ms")), _ms(e2e.get("p95_ms")), x)
-        for name, entry in (stats.get("stages") or {}).items():
-            series = self.series.get(name) or self._add_series(name, str(entry.get("label") or name))
-            if entry.get("enabled") and not entry.get("reason"):
-                series.push(_ms(entry.get("p50_ms")), _ms(entry.get("p95_ms")), x)
+        e2e = stats.end_to_end
+        self.series["end_to_end"].push(_ms(e2e.p50_ms), _ms(e2e.p95_ms), x)
+        for name, entry in stats.stages.items():
+            series = self.series.get(name) or self._add_series(name, str(entry.label or name))
+            if entry.enabled and not entry.reason:
+                series.push(_ms(entry.latency.p50_ms), _ms(entry.latency.p95_ms), x)
             else:  # off or not running: a gap, not a stale line
                 series.push(math.nan, math.nan, x)
         self.updates += 1
 
-        fps_out = float(stats.get("fps_out") or 0.0)
-        fps_in = float(stats.get("fps_in") or 0.0)
+        fps_out = float(stats.fps_out or 0.0)
+        fps_in = float(stats.fps_in or 0.0)
         self.fps.set(f"{fps_out:.1f}", f"camera {fps_in:.1f} fps")
-        p50, p95 = _ms(e2e.get("p50_ms")), _ms(e2e.get("p95_ms"))
+        p50, p95 = _ms(e2e.p50_ms), _ms(e2e.p95_ms)
         if math.isnan(p50):
             self.latency.set("–", "no frames yet")
         else:
             self.latency.set(f"{p50:.1f} ms", f"P95 {p95:.1f} ms")
-        self.memory.set(*format_gpu_memory(stats.get("gpu_memory") or {}))
+        self.memory.set(*format_gpu_memory(stats.gpu_memory))
 
 
-def format_gpu_memory(gpu: dict[str, Any]) -> tuple[str, str]:
+def format_gpu_memory(gpu: GpuMemoryStats) -> tuple[str, str]:
     """(headline, detail) for the GPU memory figure; honest "n/a" without an NVIDIA GPU."""
-    used, total = gpu.get("device_used_mb"), gpu.get("device_total_mb")
-    torch_mb = gpu.get("torch_allocated_mb")
+    used, total = gpu.device_used_mb, gpu.device_total_mb
+    torch_mb = gpu.torch_allocated_mb
     if used is not None and total:
         detail = f"of {total / 1024:.1f} GB"
         if torch_mb is not None:

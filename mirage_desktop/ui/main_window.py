@@ -1,46 +1,40 @@
 """The main window: live preview, controls, latency panel and status bar around one :class:`Session`.
 
-The window only shows and forwards; the session does the work. The engine runs in its own threads; frames reach the
-preview through a Qt signal (at most one in flight), engine messages through another, and everything slow (opening
-the camera, probing cameras, preparing an avatar, downloading models, starting outputs) runs on a
-:class:`WorkerPool` thread whose result or exception comes back by signal. Errors a user can cause end up in a
-banner, never in a modal dialog. The avatar gallery, the Outputs card and the download dialog have their own
-controllers (:mod:`.avatars`, :mod:`.outputs_panel`, :mod:`.downloads`); the Animation card's options go to
-:meth:`Session.set_animation_options`; on a remote engine the slow forwards are :mod:`.remote_mode`'s and the
-Engine... dialog is :mod:`.remote_dialog`'s.
+The window only shows and forwards; the session and its engine control do the work. The engine runs in its own
+threads; frames reach the preview through a Qt signal (at most one in flight), engine messages through another, and
+everything slow (opening the camera, probing cameras, preparing an avatar, downloading models, starting outputs, any
+call to a remote engine) runs on a :class:`WorkerPool` thread whose result or exception comes back by signal. Errors
+a user can cause end up in a banner, never in a modal dialog. The avatar gallery, the Outputs card, the Models and
+Animation cards and the status bar have their own controllers (:mod:`.avatars`, :mod:`.outputs_panel`,
+:mod:`.engine_actions`, :mod:`.status_bar`); the Engine... dialog is :mod:`.remote_dialog`'s.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QResizeEvent, QShortcut
-from PySide6.QtWidgets import QFileDialog, QFrame, QLabel, QMainWindow, QScrollArea, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QFrame, QMainWindow, QScrollArea, QSplitter, QVBoxLayout, QWidget
 
-from mirage_desktop.animation_options import AnimationOptionError
 from mirage_desktop.config import Settings, bundled_avatar
 from mirage_desktop.engine.outputs import CallbackOutput
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource, Source, SourceError, list_cameras
-from mirage_desktop.engine.stage import StageStatus
 from mirage_desktop.session import Session
-from mirage_desktop.stages.avatar.stage import AvatarError
 from mirage_desktop.stages.factory import make_engine_source
-from mirage_desktop.stages.specs import STAGE_SPECS, stage_spec
+from mirage_desktop.stages.specs import STAGE_SPECS
 from mirage_desktop.ui.avatars import AvatarController, dropped_image
 from mirage_desktop.ui.banner import MessageBanner
 from mirage_desktop.ui.controls import VIDEO_FILE, ControlsPanel
-from mirage_desktop.ui.downloads import ModelDownload
+from mirage_desktop.ui.engine_actions import EngineActions
 from mirage_desktop.ui.geometry import restore_geometry, save_geometry
 from mirage_desktop.ui.latency_panel import UPDATE_INTERVAL_S, LatencyPanel
 from mirage_desktop.ui.outputs_panel import OutputsController
 from mirage_desktop.ui.preview import FrameBridge, PreviewWidget
-from mirage_desktop.ui.remote_dialog import choose_engine
-from mirage_desktop.ui.remote_mode import RemoteMode, remote_from_settings
+from mirage_desktop.ui.remote_dialog import choose_engine, remote_from_settings
+from mirage_desktop.ui.status_bar import EngineStatus
 from mirage_desktop.ui.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -49,18 +43,6 @@ VIDEO_FILTER = "Videos (*.mp4 *.mov *.avi *.mkv *.webm *.m4v);;All files (*)"
 MARGINS = (12, 12, 12, 8)
 #: A slider sends many changes a second: each applies at once, the settings file is written once it rests.
 SAVE_DELAY_MS = 400
-
-
-def device_description(device: str) -> str:
-    """"CUDA · <GPU name>" or "CPU"; reads torch only if it is already imported."""
-    if device.startswith("cuda"):
-        torch = sys.modules.get("torch")
-        try:
-            index = int(device.split(":", 1)[1]) if ":" in device else 0
-            return f"CUDA · {torch.cuda.get_device_name(index)}" if torch is not None else "CUDA"
-        except Exception:  # noqa: BLE001 - driver hiccup: the plain word is still true
-            return "CUDA"
-    return "CPU"
 
 
 def source_or_demo(settings: Settings, spec: str) -> tuple[Source, str | None]:
@@ -94,7 +76,6 @@ class MainWindow(QMainWindow):
         self.messages: list[tuple[str, str]] = []  # every message shown, oldest first
         self.pool = WorkerPool(parent=self)
         self._shut_down = False
-        self._download: ModelDownload | None = None
         self._was_maximized = False
         self._first_run = "geometry" not in settings.ui
         settings.ensure_token()
@@ -118,21 +99,26 @@ class MainWindow(QMainWindow):
         self.animation = self.controls.animation
         self._build_layout()
         self.banner = MessageBanner(self.preview_frame)
-        self._build_status_bar()
-        self.avatars = AvatarController(self.session, self.avatar_picker, self.pool, self.save, self)
-        self.avatars.message.connect(self.show_message)
-        self.outputs = OutputsController(self.session, self.controls, self.pool, self.save, self)
-        self.outputs.message.connect(self.show_message)
-        self._connect_controls()
-        self._build_shortcuts()
-        self.menuBar().addAction("Engine...", lambda: choose_engine(self))  # this computer or a remote engine
-        self._show_initial_state()
-        self._restore_ui_state()
+        self.status = EngineStatus(self.statusBar(), self.session.control.status_text())
+        self.status_reason, self.status_device = self.status.reason, self.status.device
+        self.status_fps, self.status_dropped = self.status.fps, self.status.dropped
 
         self._save_timer = QTimer(self)
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(SAVE_DELAY_MS)
         self._save_timer.timeout.connect(self.save)
+
+        self.avatars = AvatarController(self.session, self.avatar_picker, self.pool, self.save, self)
+        self.avatars.message.connect(self.show_message)
+        self.outputs = OutputsController(self.session, self.controls, self.pool, self.save, self)
+        self.outputs.message.connect(self.show_message)
+        self.engine_actions = EngineActions(self.session, self.controls, self.preview, self.pool, self.save,
+                                     self._save_timer.start, self.show_message, self)
+        self._connect_controls()
+        self._build_shortcuts()
+        self.menuBar().addAction("Engine...", lambda: choose_engine(self))  # this computer or a remote engine
+        self._show_initial_state()
+        self._restore_ui_state()
 
         self._stats_timer = QTimer(self)
         self._stats_timer.setInterval(int(UPDATE_INTERVAL_S * 1000))
@@ -145,7 +131,6 @@ class MainWindow(QMainWindow):
         remote, problem = remote_from_settings(self.settings)
         self.session = Session(self.settings, engine_source, settings_path=self.settings_path, remember=True,
                                remote=remote)
-        self.remote = RemoteMode(self.session, self.pool, self.show_message) if remote is not None else None
         self.engine: Engine = self.session.engine
         self.engine.add_output(CallbackOutput(self.bridge.offer, name="preview"))
         self.engine.add_listener(self._engine_messages)
@@ -163,12 +148,13 @@ class MainWindow(QMainWindow):
             if self._shut_down:
                 return
             message = self._open_session(self.settings.source)
-            for controller in (self.avatars, self.outputs):
+            for controller in (self.avatars, self.outputs, self.engine_actions):
                 controller.session = self.session
             if message:
                 self.show_message("error", message)
             self._show_initial_state()
-            self.status_device.setText(device_description(self.engine.device))
+            self.status.forget_refusal()
+            self.status_device.setText(self.session.control.status_text())
             self.pool.run(self.session.start, on_result=self._on_engine_started, on_error=self._on_engine_failed)
             self._stats_timer.start()
             self.outputs.restore()
@@ -217,37 +203,18 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self._central_layout = layout
 
-    def _build_status_bar(self) -> None:
-        bar = self.statusBar()
-        bar.setSizeGripEnabled(False)
-        self.status_reason = QLabel("")
-        self.status_reason.setObjectName("statusReason")
-        self.status_device = QLabel(device_description(self.engine.device))
-        self.status_fps = QLabel("– fps")
-        self.status_dropped = QLabel("0 dropped")
-        bar.addWidget(self.status_reason, 1)
-        bar.addPermanentWidget(self.status_device)
-        bar.addPermanentWidget(self.status_fps)
-        bar.addPermanentWidget(self.status_dropped)
-
     def _connect_controls(self) -> None:
         c = self.controls
         c.source_chosen.connect(self.choose_source)
         c.rescan_requested.connect(self.scan_cameras)
-        c.stage_toggled.connect(self.set_stage_enabled)
-        c.download_requested.connect(self.download_models)
-        c.recalibrate_requested.connect(self.recalibrate)
         c.inset_toggled.connect(self.set_inset_visible)
-        c.inference.changed.connect(self.set_inference)
-        c.animation.changed.connect(self.set_animation_option)
-        c.animation.reset_requested.connect(self.reset_animation)
         c.animation.expanded_changed.connect(self._on_animation_folded)
-        self.preview.face_clicked.connect(self.pick_face)
 
     def _build_shortcuts(self) -> None:
-        bindings = {spec.shortcut: (lambda name=spec.name: self.toggle_stage(name)) for spec in STAGE_SPECS}
+        actions = self.engine_actions
+        bindings = {spec.shortcut: (lambda name=spec.name: actions.toggle_stage(name)) for spec in STAGE_SPECS}
         bindings.update({
-            "Space": self.recalibrate,
+            "Space": actions.recalibrate,
             "Ctrl+O": self.avatars.ask_add_portrait,
             "F11": self.toggle_full_screen,
             "Escape": self.leave_full_screen,
@@ -262,25 +229,9 @@ class MainWindow(QMainWindow):
             self.shortcuts[keys] = shortcut
 
     def _show_initial_state(self) -> None:
-        for name, toggle in self.controls.stages.items():
-            if self.session.has_stage(name):
-                self._show_stage(name)
-            else:
-                toggle.set_available(False, "Not available in this build.")
         self.controls.set_sources([], self.settings.source if self.engine.source.name != "demo" else "demo")
         self.avatar_picker.refresh(self.settings.avatar)
-        self.animation.show_options(self.settings.animation)
-        inference = self.controls.inference
-        inference.show_choice(*self.session.inference())
-        local = self.remote is None and self.session.avatar_stage is not None
-        inference.setEnabled(local)
-        if not local:
-            inference.show_running(None)
-            inference.setToolTip("A remote engine runs its networks as its own --backend and --precision say"
-                                 if self.remote is not None else "Animate is not available in this build.")
-
-    def _show_stage(self, name: str) -> None:
-        self.controls.stages[name].show_status(self.session.stage_enabled(name), self.session.stage_status(name))
+        self.engine_actions.show_initial_state()
 
     # ================================================================================================ lifecycle
     def start(self) -> None:
@@ -327,8 +278,7 @@ class MainWindow(QMainWindow):
         self._save_ui_state()
         self.save()
         self.engine.remove_listener(self._engine_messages)
-        if self._download is not None:
-            self._download.cancel()
+        self.engine_actions.cancel_download()
         if not self.pool.shutdown(10_000):
             logger.warning("Background tasks still running at exit")
         self.session.close()
@@ -361,24 +311,14 @@ class MainWindow(QMainWindow):
     # ================================================================================================ stats
     @Slot()
     def refresh_stats(self) -> None:
-        """About twice a second: one ``engine.stats()`` snapshot for the plots, switches and status bar."""
-        stats = self.session.stats()
+        """About twice a second: one stats snapshot for the plots, switches and status bar."""
+        control = self.session.control
+        stats = control.stats()
         self.latency.update_stats(stats)
-        reason = ""
-        for name in self.controls.stages:
-            if not self.session.has_stage(name):
-                continue
-            enabled, status = self.session.stage_enabled(name), self.session.stage_status(name)
-            self.controls.stages[name].show_status(enabled, status)
-            if enabled and status.reason and not reason:
-                reason = f"{stage_spec(name).label}: {status.reason}"
-        if self.remote is None:
-            self.controls.inference.show_running(stats.get("backends", {}).get("liveportrait"))
-        if self.remote is not None:  # where the device would be: the round trip to the remote engine
-            self.status_device.setText(self.remote.status_text())
-            refused = self.remote.auth_message()
-            if refused:
-                self.show_message("error", refused)
+        reason = self.engine_actions.refresh(stats)
+        refusal = self.status.new_refusal(control.refusal())
+        if refusal:
+            self.show_message("error", refusal)
         if not reason and not self.engine.running and self.engine.finished.is_set():
             reason = "The source stopped; choose another one."
         avatar = self.session.avatar_stage
@@ -387,10 +327,7 @@ class MainWindow(QMainWindow):
         if not reason and vcam_error:
             reason = f"Virtual camera: {vcam_error}"
         self.outputs.refresh()
-        self.status_reason.setText(reason)
-        self.status_reason.setToolTip(reason)
-        self.status_fps.setText(f"{stats.get('fps_out', 0.0):.1f} fps")
-        self.status_dropped.setText(f"{stats.get('dropped', 0)} dropped")
+        self.status.show(stats, reason, control.status_text())
 
     # ================================================================================================ source
     @Slot()
@@ -426,109 +363,9 @@ class MainWindow(QMainWindow):
         self.controls.show_source(spec)
         self.save()
 
-    # ================================================================================================ stages
-    @Slot(str, bool)
-    def set_stage_enabled(self, name: str, enabled: bool) -> None:
-        if not self.session.has_stage(name):
-            self.show_message("warning", f"{stage_spec(name).label} is not available in this build.")
-            self.controls.stages[name].show_status(False, StageStatus("off"))
-            return
-        if self.remote is not None:  # over the network: off the GUI thread, shown when the remote answered
-            self.remote.set_stage(name, enabled, lambda: self._show_stage(name))
-            return
-        self.session.set_stage_enabled(name, enabled)
-        self._show_stage(name)
-        self.save()
-
-    def toggle_stage(self, name: str) -> None:
-        toggle = self.controls.stages[name]
-        if toggle.checkbox.isEnabled():
-            toggle.checkbox.toggle()  # emits toggled -> set_stage_enabled
-        else:
-            self.set_stage_enabled(name, True)
-
-    @Slot()
-    def recalibrate(self) -> None:
-        if self.remote is not None:
-            self.remote.recalibrate()
-            return
-        self.show_message(*self.session.recalibrate())
-
-    @Slot(str, str)
-    def set_inference(self, backend: str, precision: str) -> None:
-        """Backend or precision of the avatar's networks changed: remembered now; the stage reloads off the GUI
-        thread (it may first finish a load in progress) and says "loading..." meanwhile."""
-        if self.remote is not None or self.session.avatar_stage is None:
-            return
-
-        def done(reloads: object) -> None:
-            self.save()
-            if reloads:
-                self.show_message("info", "Reloading the avatar's networks with the new choice...", 5_000)
-
-        def failed(exc: BaseException) -> None:
-            self.show_message("error", str(exc))
-            self.controls.inference.show_choice(*self.session.inference())
-
-        self.pool.run(lambda: self.session.set_inference(backend, precision), on_result=done, on_error=failed)
-
-    # ================================================================================================ animation
-    @Slot(str, object)
-    def set_animation_option(self, key: str, value: Any) -> None:
-        """One Animation option changed: the avatar uses it from the next frame; the settings keep it. On a remote
-        engine the change goes to its ``/control/animation`` off the GUI thread."""
-        if self.remote is not None:
-            self.remote.set_animation_options({key: value})
-            self._save_timer.start()
-            return
-        try:
-            self.session.set_animation_options(**{key: value})
-        except AnimationOptionError as exc:
-            self.show_message("error", str(exc))
-            self.animation.show_options(self.settings.animation)
-            return
-        self._save_timer.start()
-
-    @Slot()
-    def reset_animation(self) -> None:
-        self.animation.show_options(self.session.reset_animation_options())
-        self.save()
-        self.show_message("info", "Animation options are back to their defaults.", 4000)
-
     @Slot(bool)
     def _on_animation_folded(self, expanded: bool) -> None:
         self.settings.ui["animation_open"] = bool(expanded)
-
-    @Slot(float, float)
-    def pick_face(self, x: float, y: float) -> None:
-        """A click on a face in the camera picture: that face drives the avatar from now on."""
-        level, text = self.session.pick_face(x, y)
-        self.show_message(level, text, 4000)
-
-    @Slot(str)
-    def download_models(self, name: str) -> None:
-        """Download the models one stage needs, with a cancellable progress dialog."""
-        if self._download is not None:
-            return
-        download = ModelDownload(self.session, name, self.pool, self)
-        download.message.connect(self.show_message)
-        download.succeeded.connect(self._on_models_arrived)
-        download.finished.connect(self._on_download_finished)
-        self._download = download
-        download.start()
-
-    @Slot(str)
-    def _on_models_arrived(self, name: str) -> None:
-        self.session.models_arrived(name)
-        if self.session.has_stage(name):
-            self._show_stage(name)
-        self.save()
-
-    @Slot()
-    def _on_download_finished(self) -> None:
-        download, self._download = self._download, None
-        if download is not None:
-            download.deleteLater()
 
     # ================================================================================================ avatar
     def add_portrait(self, path: Path) -> None:

@@ -12,7 +12,16 @@ from PySide6.QtWidgets import (
 
 from mirage_desktop.config import Settings
 from mirage_desktop.remote.control import RemoteControl, RemoteControlError
+from mirage_desktop.remote.link import RemoteLink
 from mirage_desktop.remote.target import RemoteUrlError, check_remote_url
+
+
+def remote_from_settings(settings: Settings) -> tuple[RemoteLink | None, str]:
+    """(link, "") when a remote engine is chosen, (None, "") for this computer, (None, why) for a bad URL."""
+    try:
+        return RemoteLink.from_settings(settings), ""
+    except RemoteUrlError as exc:
+        return None, f"Remote engine not used: {exc}"
 
 
 def probe_remote(url: str, token: str) -> str:

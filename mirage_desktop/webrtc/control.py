@@ -159,7 +159,7 @@ class _Controls:
 
     @_answer
     async def get_stats(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(self.engine.stats())
+        return web.json_response(self.engine.stats().to_json())
 
     # ---------------------------------------------------------------------------------------------- avatar
     @_answer

@@ -67,7 +67,7 @@ class EngineCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         stats = self.engine.stats()
         stage_windows = self.engine.metrics.stages
-        stages: Mapping[str, Any] = stats.get("stages", {})
+        stages = stats.stages
 
         stage_latency = HistogramMetricFamily("mirage_stage_latency_seconds", "Time one stage took per frame.",
                                               labels=["stage"])
@@ -88,40 +88,39 @@ class EngineCollector(Collector):
             labels=["stage", "quantile"])
         for name, entry in stages.items():
             for q, key in QUANTILES:
-                stage_q.add_metric([name, q], _seconds(entry.get(key)))
+                stage_q.add_metric([name, q], _seconds(getattr(entry.latency, key)))
         yield stage_q
         e2e_q = GaugeMetricFamily(
             "mirage_end_to_end_latency_quantile_seconds",
             "P50/P95/P99 of capture to output time over the recent window (NaN before the first frame).",
             labels=["quantile"])
-        e2e = stats.get("end_to_end", {})
         for q, key in QUANTILES:
-            e2e_q.add_metric([q], _seconds(e2e.get(key)))
+            e2e_q.add_metric([q], _seconds(getattr(stats.end_to_end, key)))
         yield e2e_q
 
         enabled = GaugeMetricFamily("mirage_stage_enabled", "1 when the stage is switched on.", labels=["stage"])
         for name, entry in stages.items():
-            enabled.add_metric([name], 1.0 if entry.get("enabled") else 0.0)
+            enabled.add_metric([name], 1.0 if entry.enabled else 0.0)
         yield enabled
 
         fps = GaugeMetricFamily("mirage_frames_per_second", "Frame rate over the last two seconds.",
                                 labels=["direction"])
-        fps.add_metric(["input"], float(stats.get("fps_in", 0.0)))
-        fps.add_metric(["output"], float(stats.get("fps_out", 0.0)))
+        fps.add_metric(["input"], float(stats.fps_in))
+        fps.add_metric(["output"], float(stats.fps_out))
         yield fps
-        yield _counter("mirage_frames_input_total", "Frames read from the source.", stats.get("frames_in", 0))
-        yield _counter("mirage_frames_output_total", "Frames handed to the outputs.", stats.get("frames_out", 0))
+        yield _counter("mirage_frames_input_total", "Frames read from the source.", stats.frames_in)
+        yield _counter("mirage_frames_output_total", "Frames handed to the outputs.", stats.frames_out)
         yield _counter("mirage_frames_dropped_total",
-                       "Frames replaced in a latest-frame slot before anyone took them.", stats.get("dropped", 0))
+                       "Frames replaced in a latest-frame slot before anyone took them.", stats.dropped)
         yield GaugeMetricFamily("mirage_uptime_seconds", "Seconds since the engine started.",
-                                value=float(stats.get("uptime_s", 0.0)))
+                                value=float(stats.uptime_s))
 
-        gpu: Mapping[str, Any] = stats.get("gpu_memory", {})
+        gpu = stats.gpu_memory
         memory = GaugeMetricFamily(
             "mirage_gpu_memory_bytes",
             "GPU memory: torch's own counters and the whole device from NVML (absent without a GPU).", labels=["kind"])
         for kind, key in GPU_FIELDS:
-            mb = gpu.get(key)
+            mb = getattr(gpu, key)
             if mb is not None:
                 memory.add_metric([kind], float(mb) * 2**20)
         yield memory

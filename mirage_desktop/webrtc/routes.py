@@ -114,8 +114,8 @@ class Routes:
 
     async def health(self, request: web.Request) -> web.Response:
         stats = self.engine.stats()
-        stages = {name: {"enabled": bool(s.get("enabled")), "reason": s.get("reason", ""), "label": s.get("label")}
-                  for name, s in stats["stages"].items()}
+        stages = {name: {"enabled": s.enabled, "reason": s.reason, "label": s.label}
+                  for name, s in stats.stages.items()}
         running = self.engine.running
         failing = any(s["enabled"] and s["reason"] for s in stages.values())
         status = "stopped" if not running else "degraded" if failing else "ok"
@@ -124,14 +124,14 @@ class Routes:
             "version": __version__,
             "engine": {
                 "running": running,
-                "source": str(stats["source"]).split(":", 1)[0],  # the kind only: no file names
-                "fps_out": stats["fps_out"],
-                "frames_out": stats["frames_out"],
+                "source": stats.source.split(":", 1)[0],  # the kind only: no file names
+                "fps_out": stats.fps_out,
+                "frames_out": stats.frames_out,
             },
             "stages": stages,
-            "device": stats["device"],
-            "backends": stats.get("backends", {}),  # per stage: the provider / per-network backend really running
-            "uptime_s": stats["uptime_s"],
+            "device": stats.device,
+            "backends": stats.backends,  # per stage: the provider / per-network backend really running
+            "uptime_s": stats.uptime_s,
             "server_uptime_s": round(time.monotonic() - self.started_mono, 3),
             "peers": len(self.registry),
             "max_peers": self.registry.max_peers,

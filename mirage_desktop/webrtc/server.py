@@ -156,9 +156,7 @@ class HttpServer:
         registry = self._registry = PeerRegistry(self.max_peers, driving, self.ice_servers)
 
         def stats() -> dict[str, Any]:
-            payload = self.engine.stats()
-            payload["webrtc"] = registry.numbers()
-            return payload
+            return {**self.engine.stats().to_json(), "webrtc": registry.numbers()}
 
         offers = Offers(self.engine, self.settings, registry, driving, SharedVideo(self._fanout), self._codec_pool,
                         stats)
