@@ -109,7 +109,7 @@ class Session:
 
     def use_demo(self) -> None:
         """Replace a source that failed to open by the demo (before a restart of the engine)."""
-        self.engine.source = self.demo_source()
+        self.engine.set_source(self.demo_source())
 
     # ================================================================================================ stages
     def download_group(self, name: str) -> str:

@@ -126,6 +126,16 @@ def test_lost_camera_falls_back_to_demo() -> None:
     assert any("stopped delivering" in m and "demo" in m for m in messages)
 
 
+def test_the_source_changes_only_through_set_source() -> None:
+    """One path for the source (a user's choice, a driving peer, the lost-camera fallback): no caller assigns it."""
+    engine = Engine(NumberedSource())
+    with pytest.raises(AttributeError):
+        engine.source = DemoSource(160, 120, 30)  # type: ignore[misc]
+    demo = DemoSource(160, 120, 30)
+    engine.set_source(demo)  # before the start: taken at once
+    assert engine.source is demo
+
+
 def test_unknown_stage_name_is_a_clear_error() -> None:
     engine = Engine(NumberedSource())
     with pytest.raises(KeyError, match="Unknown stage 'nope'"):

@@ -20,7 +20,7 @@ from mirage_desktop.engine.frame import Frame
 from mirage_desktop.engine.metrics import EngineMetrics
 from mirage_desktop.engine.outputs import Output
 from mirage_desktop.engine.slots import LatestSlot
-from mirage_desktop.engine.sources import DemoSource, Source, SourceError, SourceLost
+from mirage_desktop.engine.sources import DemoSource, Source, SourceLost
 from mirage_desktop.engine.stage import Stage
 from mirage_desktop.engine.stage_worker import StageWorker
 from mirage_desktop.engine.stats import EngineStats, GpuMemoryStats, Latency, StageStats
@@ -46,7 +46,7 @@ class Engine:
         device: str = "cpu",
         fallback_source: Callable[[], Source] | None = None,
     ) -> None:
-        self.source = source
+        self._source = source
         self.stages: list[Stage] = list(stages)
         self.metrics = EngineMetrics()
         for stage in self.stages:
@@ -80,10 +80,17 @@ class Engine:
         """Switch a stage on or off; takes effect on the next frame. Safe from any thread."""
         self.stage(name).set_enabled(enabled)
 
+    @property
+    def source(self) -> Source:
+        """The source frames are read from. Read-only: every change goes through :meth:`set_source` (a user's
+        choice, a WebRTC peer that drives) or the capture thread's own fallback to the demo, one path."""
+        return self._source
+
     def set_source(self, source: Source) -> None:
-        """Swap the source at run time; the capture thread opens it and closes the old one."""
+        """Swap the source at run time; the capture thread opens it and closes the old one (before the start,
+        the engine simply takes it)."""
         if not self._threads:
-            self.source = source
+            self._source = source
         else:
             self._pending_source = source
 
@@ -183,19 +190,23 @@ class Engine:
         return self.finished.wait(timeout)
 
     # ------------------------------------------------------------------------------------------------ threads
-    def _switch_source(self, new: Source) -> None:
-        old = self.source
+    def _switch_source(self, new: Source, *, old_lost: bool = False) -> bool:
+        """The capture thread's one way to change the source: open ``new``, then close the old one. False (the old
+        one stays) when ``new`` cannot open."""
+        old = self._source
         try:
             new.open()
-        except SourceError as exc:
-            self.notify("error", f"{exc} Keeping {old.describe()}.")
-            return
-        self.source = new
+        except Exception as exc:  # SourceError names the fix; the demo fails only if its bundled file is broken
+            self.notify("error", f"{exc} Keeping {old.describe()}." if not old_lost else f"Demo source failed too: {exc}")
+            return False
+        self._source = new
         try:
             old.close()
         except Exception:
             logger.exception("Closing source %s failed", old.describe())
-        self.notify("info", f"Source: {new.describe()}")
+        if not old_lost:
+            self.notify("info", f"Source: {new.describe()}")
+        return True
 
     def _capture_loop(self) -> None:
         index = 0
@@ -206,21 +217,14 @@ class Engine:
                 self._pending_source = None
                 self._switch_source(pending)
             try:
-                image = self.source.read()
+                image = self._source.read()
             except SourceLost as exc:
-                lost = self.source
-                fallback = self._fallback_source()
                 self.notify("error", f"{exc} Switched to the demo source; choose the camera again when it is back.")
-                try:
-                    lost.close()
-                    fallback.open()
-                except Exception as inner:  # the demo needs only a bundled file; report and stop cleanly
-                    self.notify("error", f"Demo source failed too: {inner}")
-                    break
-                self.source = fallback
+                if not self._switch_source(self._fallback_source(), old_lost=True):
+                    break  # the demo needs only a bundled file: reported, stop cleanly
                 continue
             except Exception as exc:  # a decoder error mid-stream: report once, end the stream
-                self.notify("error", f"Source {self.source.describe()} failed: {exc}")
+                self.notify("error", f"Source {self._source.describe()} failed: {exc}")
                 break
             if image is None:  # end of a file: the other threads drain what is left, then set `finished`
                 break
