@@ -79,8 +79,8 @@ def final_stats(engine: Engine, wall_s: float) -> EngineStats:
 
 def install_stop_signals(stop: threading.Event) -> dict[int, Any]:
     """Make every stop signal this OS has (:func:`~mirage_desktop.os_support.stop_signals`: Ctrl+C, SIGTERM from
-    ``docker stop``/systemd, SIGHUP when the terminal closes, Ctrl+Break on Windows) set ``stop`` so the run leaves
-    its loop and takes the one clean stop path (outputs closed, recording finalised, peers hung up, stats written).
+    ``docker stop``/systemd, the hang-up signal when the terminal closes, Ctrl+Break on Windows) set ``stop`` so the
+    run leaves its loop and takes the one clean stop path (outputs closed, recording finalised, peers hung up, stats written).
     A second one while stopping gives up waiting (exit code 128+N). Returns the previous handlers for
     :func:`restore_signals`; empty when not on the main thread (signals can only be handled there)."""
     if threading.current_thread() is not threading.main_thread():
@@ -107,7 +107,8 @@ def restore_signals(previous: dict[int, Any]) -> None:
 
 
 def run_headless(settings: Settings, args: argparse.Namespace) -> int:
-    """Run until --seconds/--frames, the end of a non-looping source, or Ctrl+C/SIGTERM/SIGHUP; exit code 0."""
+    """Run until --seconds/--frames, the end of a non-looping source, or Ctrl+C or another stop signal; exit code
+    0."""
     try:
         enabled = parse_enable(args.enable) if args.enable else None
         if args.stats_json:
