@@ -80,8 +80,8 @@ def final_stats(engine: Engine, wall_s: float) -> EngineStats:
 def install_stop_signals(stop: threading.Event) -> dict[int, Any]:
     """Make every stop signal this OS has (:func:`~mirage_desktop.os_support.stop_signals`: Ctrl+C, SIGTERM from
     ``docker stop``/systemd, the hang-up signal when the terminal closes, Ctrl+Break on Windows) set ``stop`` so the
-    run leaves its loop and takes the one clean stop path (outputs closed, recording finalised, peers hung up, stats written).
-    A second one while stopping gives up waiting (exit code 128+N). Returns the previous handlers for
+    run leaves its loop and takes the one clean stop path (outputs closed, recording finalised, peers hung up, stats
+    written). A second one while stopping gives up waiting (exit code 128+N). Returns the previous handlers for
     :func:`restore_signals`; empty when not on the main thread (signals can only be handled there)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
