@@ -197,7 +197,7 @@ class Engine:
         try:
             new.open()
         except Exception as exc:  # SourceError names the fix; the demo fails only if its bundled file is broken
-            self.notify("error", f"{exc} Keeping {old.describe()}." if not old_lost else f"Demo source failed too: {exc}")
+            self.notify("error", f"Demo source failed too: {exc}" if old_lost else f"{exc} Keeping {old.describe()}.")
             return False
         self._source = new
         try:
