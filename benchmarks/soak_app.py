@@ -295,15 +295,15 @@ class Agent:
             busy = next((name for name, h in self.hands.items() if h.inline and h.busy), None)
             status = {
                 "t": time.time(),
-                "frames_in": stats["frames_in"],
-                "frames_out": stats["frames_out"],
-                "fps_out": stats["fps_out"],
-                "e2e_p95_ms": stats["end_to_end"]["p95_ms"],
-                "source": stats["source"],
+                "frames_in": stats.frames_in,
+                "frames_out": stats.frames_out,
+                "fps_out": stats.fps_out,
+                "e2e_p95_ms": stats.end_to_end.p95_ms,
+                "source": stats.source,
                 "busy_stage": busy,  # the processing thread is inside it: a slow model, not a hung engine
                 "stages": {s.name: {"enabled": s.enabled, "ready": s.ready, "reason": s.reason,
                                     "frames": engine.metrics.stage(s.name).count} for s in engine.stages},
-                "outputs": stats["outputs"],
+                "outputs": stats.outputs,
             }
             tmp = self.folder / "status.json.tmp"
             tmp.write_text(json.dumps(status, default=str), encoding="utf-8")
