@@ -489,6 +489,7 @@ def test_max_peers_refuses_with_503_and_frees_the_place_on_hang_up(engine: Engin
                 second = make_client(channel=False)
                 resp = await offer_json(second, http, srv.url)
                 assert resp.status == 503 and "Too many peers" in (await resp.json())["error"]
+                assert resp.headers["Retry-After"] == "10"
                 await http.delete(srv.url + f"webrtc/connections/{first.id}", headers=AUTH)
                 third = await connect(srv, http, channel=False)
                 assert srv.peers == 1
