@@ -18,7 +18,7 @@ from mirage_desktop.stages.factory import build_stages
 from mirage_desktop.ui.app import create_application
 from mirage_desktop.ui.main_window import MainWindow
 from mirage_desktop.ui.remote_dialog import EngineDialog
-from mirage_desktop.webrtc.server import HttpServer
+from mirage_desktop.api.server import HttpServer
 
 TOKEN = "window-remote-token-3"
 WAIT_MS = 30_000

@@ -30,10 +30,11 @@ from mirage_desktop.engine.frame import Frame
 from mirage_desktop.engine.metrics import LatencyWindow
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource
-from mirage_desktop.webrtc import datachannel, driver, registry, routes
-from mirage_desktop.webrtc.metrics import histogram_buckets
+from mirage_desktop.api import routes
+from mirage_desktop.webrtc import datachannel, driver, registry
+from mirage_desktop.api.metrics import histogram_buckets
 from mirage_desktop.webrtc.peer_source import PeerSource
-from mirage_desktop.webrtc.server import HttpServer
+from mirage_desktop.api.server import HttpServer
 from mirage_desktop.webrtc.tracks import FrameFanout
 
 W, H = 320, 240

@@ -27,10 +27,10 @@ from aiohttp import web
 from mirage_desktop import __version__
 from mirage_desktop.config import Settings
 from mirage_desktop.engine.pipeline import Engine
-from mirage_desktop.webrtc.auth import Refusal, check_request, json_error
-from mirage_desktop.webrtc.control import add_control_routes
+from mirage_desktop.api.auth import Refusal, check_request, json_error
+from mirage_desktop.api.control import add_control_routes
 from mirage_desktop.webrtc.errors import BadRequest
-from mirage_desktop.webrtc.metrics import MetricsPage
+from mirage_desktop.api.metrics import MetricsPage
 from mirage_desktop.webrtc.offers import Offers
 from mirage_desktop.webrtc.registry import PeerRegistry
 

@@ -35,7 +35,7 @@ from mirage_desktop.config import Settings
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.stage import Stage, StageUnavailable
 from mirage_desktop.animation_options import AnimationOptionError
-from mirage_desktop.webrtc.auth import json_error
+from mirage_desktop.api.auth import json_error
 
 logger = logging.getLogger(__name__)
 
