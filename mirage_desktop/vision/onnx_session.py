@@ -104,7 +104,7 @@ def session_options(threads: int = 0) -> onnxruntime.SessionOptions:
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: ORT's warnings about unused initialisers are noise here
     # No busy-waiting between runs: spinning threads steal the cores that torch (LivePortrait on a CPU), the
-    # encoder and the GUI need. Measured on the 2-core machine under load: 159 ms vs 218 ms per 720p frame.
+    # encoder and the GUI need, so where cores are few and shared every frame gets slower (a third at 720p).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
