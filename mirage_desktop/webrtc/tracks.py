@@ -193,7 +193,7 @@ class EngineVideoTrack(VideoStreamTrack):
         self._last_pts = pts
         return pts
 
-    async def recv(self) -> VideoFrame:  # type: ignore[override]
+    async def recv(self) -> VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
         try:
