@@ -32,7 +32,7 @@ SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
 from mirage_desktop.vision.scrfd import Scratch, SCRFDDetector
-from mirage_desktop.vision.face_tracking import FaceTracker
+from mirage_desktop.vision.box_tracker import FaceTracker
 
 MODELS = ("scrfd_500m_bnkps.onnx", "scrfd_2.5g.onnx")
 WARMUP = 3

@@ -262,7 +262,7 @@ def _transport(args: argparse.Namespace) -> dict[str, Any] | None:
     """--tls-cert/--tls-key (HTTPS served by the engine itself) and --ice-server (STUN/TURN behind NAT) as
     ``Session.start_http`` takes them; None (after one line on stderr) when they cannot be used."""
     from mirage_desktop.remote.target import RemoteUrlError, parse_ice_server
-    from mirage_desktop.webrtc.tls import TlsError, server_ssl_context
+    from mirage_desktop.api.tls import TlsError, server_ssl_context
 
     try:
         ssl_context = None

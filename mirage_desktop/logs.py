@@ -8,25 +8,30 @@ from pathlib import Path
 
 _FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
 
+_configured = False  # the handlers are attached once per process
+_log_file: Path | None = None
+
 
 def setup_logging(log_dir: Path, *, console_level: int = logging.WARNING, verbose: bool = False) -> Path | None:
     """Attach the handlers once; returns the log file path, or None when the folder cannot be written."""
+    global _configured, _log_file
+    if _configured:
+        return _log_file
     root = logging.getLogger()
-    if getattr(root, "_mirage_configured", False):
-        return getattr(root, "_mirage_log_file", None)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     console = logging.StreamHandler()
     console.setLevel(logging.DEBUG if verbose else console_level)
     console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     root.addHandler(console)
-    log_file: Path | None = log_dir / "mirage.log"
+    log_file: Path | None = None
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+        path = log_dir / "mirage.log"
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
         handler.setFormatter(logging.Formatter(_FORMAT))
         root.addHandler(handler)
+        log_file = path
     except OSError:
-        log_file = None
-    root._mirage_configured = True  # type: ignore[attr-defined]
-    root._mirage_log_file = log_file  # type: ignore[attr-defined]
+        pass
+    _configured, _log_file = True, log_file
     return log_file

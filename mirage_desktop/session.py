@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from mirage_desktop.outputs.recorder import Recorder
     from mirage_desktop.outputs.virtual_camera import VirtualCameraOutput
-    from mirage_desktop.webrtc.server import HttpServer
+    from mirage_desktop.api.server import HttpServer
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ class Session:
         """Slow (binds the port, starts the loop): serve /health, /metrics and WebRTC, over HTTPS with
         ``ssl_context``, with STUN/TURN ``ice_servers`` for peers behind NAT. ValueError or OSError when it cannot;
         the token is made first if there is none (see :meth:`ensure_token` to know and save it)."""
-        from mirage_desktop.webrtc.server import HttpServer
+        from mirage_desktop.api.server import HttpServer
 
         server = HttpServer(self.engine, self.settings, ssl_context=ssl_context, ice_servers=ice_servers)
         try:

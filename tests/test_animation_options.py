@@ -135,7 +135,7 @@ def control_server(tmp_path: Path) -> Iterator[Any]:
     from mirage_desktop.remote.control import RemoteControl
     from mirage_desktop.remote.target import check_remote_url
     from mirage_desktop.stages.factory import build_stages
-    from mirage_desktop.webrtc.server import HttpServer
+    from mirage_desktop.api.server import HttpServer
 
     settings = Settings(output_width=160, output_height=120, token=TOKEN, models_dir=tmp_path / "models",
                         avatar_dir=tmp_path / "avatars", device="cpu")

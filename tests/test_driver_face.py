@@ -17,11 +17,11 @@ import pytest
 from face_images import BACKGROUND, astronaut
 from mirage_desktop.config import Settings
 from mirage_desktop.engine.frame import Frame
-from mirage_desktop.liveportrait.face_tracker import LandmarkTracker, similarity_fit
+from mirage_desktop.liveportrait.landmark_tracker import LandmarkTracker, similarity_fit
 from mirage_desktop.liveportrait.geometry_conformance import load_generator
 from mirage_desktop.models.registry import landmark_paths
 from mirage_desktop.stages.face import FaceDetectionStage
-from mirage_desktop.vision.face_tracking import FaceTracker
+from mirage_desktop.vision.box_tracker import FaceTracker
 
 
 def _models(root: Path, shared: Path, landmarks: bool) -> Path:

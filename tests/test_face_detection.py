@@ -18,7 +18,7 @@ from mirage_desktop.config import Settings
 from mirage_desktop.models.registry import DEFAULT_SCRFD_FILE
 from mirage_desktop.stages.face import FaceDetectionStage
 from mirage_desktop.vision.scrfd import Scratch, SCRFDDetector, box_iou, nms
-from mirage_desktop.vision.face_tracking import FaceTracker, OneEuroFilter
+from mirage_desktop.vision.box_tracker import FaceTracker, OneEuroFilter
 from mirage_desktop.engine.frame import Frame
 
 REPO = Path(__file__).resolve().parents[1]
@@ -315,7 +315,7 @@ def test_stage_uses_settings_model_or_any_valid_file(shared_dir: Path, tmp_path:
 # ---------------------------------------------------------------------------------------------------- CLI
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mirage_desktop.vision.face_detection", *args],
+        [sys.executable, "-m", "mirage_desktop.vision.detect_cli", *args],
         check=False, capture_output=True, text=True, cwd=REPO, timeout=300,
     )  # fmt: skip
 

@@ -76,7 +76,7 @@ def _run_dir(tmp_path: Path) -> Path:
 def test_bundle_holds_the_resources_and_no_weights(bundle: Path) -> None:
     internal = bundle / "_internal"
     for rel in ("mirage_desktop/resources/icon.png", "mirage_desktop/resources/astronaut.png",
-                "mirage_desktop/webrtc/static/index.html"):
+                "mirage_desktop/api/static/index.html"):
         assert (internal / rel).is_file(), f"{rel} is not in the bundle"
     files = [p for p in bundle.rglob("*") if p.is_file()]
     weights = [str(p) for p in files if p.suffix.lower() in WEIGHT_SUFFIXES]

@@ -24,9 +24,9 @@ from mirage_desktop.remote.client import RemoteClient
 from mirage_desktop.remote.control import RemoteControl, RemoteControlError
 from mirage_desktop.remote.target import RemoteUrlError, check_remote_url, is_loopback, parse_ice_server
 from mirage_desktop.stages.factory import build_stages
-from mirage_desktop.webrtc import control as control_module
-from mirage_desktop.webrtc.server import HttpServer
-from mirage_desktop.webrtc.tls import server_ssl_context
+from mirage_desktop.api import control as control_module
+from mirage_desktop.api.server import HttpServer
+from mirage_desktop.api.tls import server_ssl_context
 
 W, H = 320, 240
 TOKEN = "remote-test-token-51"

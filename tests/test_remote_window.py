@@ -18,7 +18,7 @@ from mirage_desktop.stages.factory import build_stages
 from mirage_desktop.ui.app import create_application
 from mirage_desktop.ui.main_window import MainWindow
 from mirage_desktop.ui.remote_dialog import EngineDialog
-from mirage_desktop.webrtc.server import HttpServer
+from mirage_desktop.api.server import HttpServer
 
 TOKEN = "window-remote-token-3"
 WAIT_MS = 30_000
@@ -54,11 +54,11 @@ def test_engine_dialog_tests_the_remote_and_remembers_the_choice(qtbot, remote_s
     dialog.url.setText(remote_server.url)
     dialog.token.setText("wrong")
     dialog.test.click()
-    qtbot.waitUntil(lambda: "refused the token" in dialog.result.text(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "refused the token" in dialog.test_result.text(), timeout=WAIT_MS)
     dialog.token.setText(TOKEN)
     dialog.test.click()
-    qtbot.waitUntil(lambda: "The engine answers" in dialog.result.text(), timeout=WAIT_MS)
-    assert "off" in dialog.result.text()
+    qtbot.waitUntil(lambda: "The engine answers" in dialog.test_result.text(), timeout=WAIT_MS)
+    assert "off" in dialog.test_result.text()
     dialog.show()
     qtbot.waitExposed(dialog)
     dialog.grab().save(str(shots(tmp_path) / "engine_dialog.png"))

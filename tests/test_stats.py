@@ -19,7 +19,7 @@ from mirage_desktop.engine.outputs import CallbackOutput
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.stage import Stage
 from mirage_desktop.engine.stats import EngineStats
-from mirage_desktop.webrtc.metrics import EngineCollector, MetricsPage
+from mirage_desktop.api.metrics import EngineCollector, MetricsPage
 
 TOP_LEVEL = ["source", "device", "frames_in", "frames_out", "dropped", "fps_in", "fps_out", "uptime_s", "stages",
              "end_to_end", "gpu_memory", "host_memory", "outputs", "backends"]

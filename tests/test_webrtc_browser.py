@@ -18,7 +18,7 @@ from engine_helpers import InvertStage
 from mirage_desktop.config import Settings
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource
-from mirage_desktop.webrtc.server import HttpServer
+from mirage_desktop.api.server import HttpServer
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
 

@@ -17,7 +17,7 @@ from mirage_desktop.engine.frame import Frame
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource
 from mirage_desktop.webrtc.datachannel import LatestWins
-from mirage_desktop.webrtc.metrics import CONTENT_TYPE, EngineCollector, MetricsPage
+from mirage_desktop.api.metrics import CONTENT_TYPE, EngineCollector, MetricsPage
 from mirage_desktop.webrtc.sdp import media_sections, receiving_video_mids
 from mirage_desktop.webrtc.tracks import EngineVideoTrack, FrameFanout, SharedVideo, bgr_to_yuv420p
 

@@ -30,10 +30,11 @@ from mirage_desktop.engine.frame import Frame
 from mirage_desktop.engine.metrics import LatencyWindow
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource
-from mirage_desktop.webrtc import datachannel, driver, registry, routes
-from mirage_desktop.webrtc.metrics import histogram_buckets
+from mirage_desktop.api import routes
+from mirage_desktop.webrtc import datachannel, driver, registry
+from mirage_desktop.api.metrics import histogram_buckets
 from mirage_desktop.webrtc.peer_source import PeerSource
-from mirage_desktop.webrtc.server import HttpServer
+from mirage_desktop.api.server import HttpServer
 from mirage_desktop.webrtc.tracks import FrameFanout
 
 W, H = 320, 240
@@ -489,6 +490,7 @@ def test_max_peers_refuses_with_503_and_frees_the_place_on_hang_up(engine: Engin
                 second = make_client(channel=False)
                 resp = await offer_json(second, http, srv.url)
                 assert resp.status == 503 and "Too many peers" in (await resp.json())["error"]
+                assert resp.headers["Retry-After"] == "10"
                 await http.delete(srv.url + f"webrtc/connections/{first.id}", headers=AUTH)
                 third = await connect(srv, http, channel=False)
                 assert srv.peers == 1

@@ -75,6 +75,12 @@ class Crop:
     M_c2o: np.ndarray  # (3, 3) float32, crop -> image
     rect: Rect | None = None
 
+    def pixels(self) -> np.ndarray:
+        """The image of a crop made with one (:func:`crop_image`); a geometry-only crop has none to give."""
+        if self.image is None:
+            raise ValueError("this crop holds only the geometry (crop_geometry), not the image")
+        return self.image
+
 
 def anchor_points(pts: np.ndarray) -> np.ndarray:
     """(2, 2): the mean of the two eye centres and the mean of the two mouth corners (106 or 203 points)."""

@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import math
 import tempfile
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ class GeometryRun:
     device: str = "cpu"
 
 
-def load_generator(kit_dir: Path):  # noqa: ANN201 - a module loaded from the kit's file
+def load_generator(kit_dir: Path) -> types.ModuleType:
     """The kit's synth_landmark_models.py, imported from its file (it is not a package)."""
     path = Path(kit_dir) / GENERATOR
     if not path.is_file():
@@ -94,7 +95,7 @@ def crop_case(run: GeometryRun) -> ScopedArrays:
         out[prefix + "M_o2c"] = np.stack([c.M_o2c for c in crops])
         out[prefix + "M_c2o"] = np.stack([c.M_c2o for c in crops])
         out[prefix + "pt_crop"] = np.stack([c.points for c in crops])
-    images = [geo.crop_image(k["image"], k["lmk106"][i], geo.SOURCE).image for i in k["src_image_sets"]]
+    images = [geo.crop_image(k["image"], k["lmk106"][i], geo.SOURCE).pixels() for i in k["src_image_sets"]]
     out["src_img_crop"] = np.stack(images)
     out["src_img_crop_256"] = np.stack([geo.half_size(im) for im in images])
     # vx_ratio is not forwarded by the official crop_image: our settings have no vx at all
@@ -216,7 +217,7 @@ def landmarks_case(run: GeometryRun) -> ScopedArrays:
         "chain_src_M_c2o": src.M_c2o,
         "chain_src_pt_crop": src.pt_crop,
         "chain_drv_lmk203": np.stack(drv.lmk203),
-        "chain_drv_frame_crop": np.stack([c.image for c in drv.crops]),
+        "chain_drv_frame_crop": np.stack([c.pixels() for c in drv.crops]),
         "chain_drv_lmk_crop": np.stack([c.points for c in drv.crops]),
         "chain_drv_frame_crop_256": np.stack(drv.images_256),
     }

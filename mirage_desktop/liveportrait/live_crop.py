@@ -48,9 +48,10 @@ class FaceMeasure:
 def measure(pts: np.ndarray) -> FaceMeasure:
     """The landmark box in the frame of the eye line (x along it, y down the face): centre and max(w, h)."""
     pts = np.asarray(pts, np.float64)
-    left, right = _EYES[pts.shape[0]] if pts.shape[0] in _EYES else (None, None)
-    if left is None:
+    eyes = _EYES.get(pts.shape[0])
+    if eyes is None:
         raise ValueError(f"live crop needs 106 or 203 landmarks, got {pts.shape}")
+    left, right = eyes
     ux = pts[list(right)].mean(0) - pts[list(left)].mean(0)
     n = float(np.hypot(*ux))
     if n < 1e-6:  # degenerate: fall back to the eye-mouth axis of the official cropper
@@ -132,6 +133,7 @@ class LiveCropper:
 
     def _keep_inside(self, pts: np.ndarray) -> None:
         """Shift the centre (and grow the side if it must) so every landmark stays ``margin`` inside the crop."""
+        assert self._center is not None  # update() set it before
         half = self._side / 2 * (1.0 - 2 * self.margin)
         lo, hi = pts.min(0), pts.max(0)
         need = float(np.max(hi - lo)) / 2

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from mirage_desktop.liveportrait.motion_extractor import NUM_BINS, RawMotion
+
+#: A retargeting or stitching MLP as the chain calls it: an ``nn.Module`` or a backend's runner of one.
+Mlp = Callable[[torch.Tensor], torch.Tensor]
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +126,7 @@ def apply_stitching_delta(x_d: torch.Tensor, delta: torch.Tensor) -> torch.Tenso
     return torch.cat([x[..., :2] + txy, x[..., 2:]], dim=-1)
 
 
-def stitch(mlp: nn.Module, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
+def stitch(mlp: Mlp, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
     """The stitching step: removes the seams a moved head would leave at the crop border."""
     return apply_stitching_delta(x_d, mlp(stitch_input(x_s, x_d)))
 
@@ -133,13 +136,13 @@ def apply_driving_multiplier(x_s: torch.Tensor, x_d: torch.Tensor, multiplier: f
     return x_s + (x_d - x_s) * multiplier
 
 
-def retarget_lip(mlp: nn.Module, kp: torch.Tensor, lip_ratio: torch.Tensor) -> torch.Tensor:
+def retarget_lip(mlp: Mlp, kp: torch.Tensor, lip_ratio: torch.Tensor) -> torch.Tensor:
     """[flatten(kp), lip ratios (B, 2)] -> keypoint delta (B, 21, 3) that opens or closes the mouth."""
     b = kp.shape[0]
     return mlp(torch.cat([kp.reshape(b, -1), lip_ratio.reshape(b, -1)], dim=1)).reshape(b, -1, 3)
 
 
-def retarget_eye(mlp: nn.Module, kp: torch.Tensor, eye_ratio: torch.Tensor) -> torch.Tensor:
+def retarget_eye(mlp: Mlp, kp: torch.Tensor, eye_ratio: torch.Tensor) -> torch.Tensor:
     """[flatten(kp), eye ratios (B, 3)] -> keypoint delta (B, 21, 3) that opens or closes the eyes."""
     b = kp.shape[0]
     return mlp(torch.cat([kp.reshape(b, -1), eye_ratio.reshape(b, -1)], dim=1)).reshape(b, -1, 3)

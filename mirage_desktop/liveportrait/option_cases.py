@@ -93,8 +93,8 @@ def _stored_info(kit: Mapping[str, np.ndarray], prefix: str, i: int, device: tor
         return _tensor(kit[f"{prefix}{name}"][i : i + 1], device)
 
     zero = torch.zeros(1, 1, device=device)
-    angles = [t(a) if f"{prefix}{a}" in kit else zero for a in ("pitch", "yaw", "roll")]
-    return KpInfo(*angles, t=t("t"), exp=t("exp"), scale=t("scale"), kp=t("kp"), rotation=t("R"))
+    pitch, yaw, roll = (t(a) if f"{prefix}{a}" in kit else zero for a in ("pitch", "yaw", "roll"))
+    return KpInfo(pitch, yaw, roll, t=t("t"), exp=t("exp"), scale=t("scale"), kp=t("kp"), rotation=t("R"))
 
 
 def load_liveportrait(weights_dir: Path, device: str = "cpu") -> LivePortrait:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal, NamedTuple, get_args
+from typing import Literal, NamedTuple, TypeGuard, get_args
 
 import numpy as np
 import torch
@@ -115,6 +115,16 @@ class DriveOptions:
         if self.retargeting_base == "official":
             return self.relative_motion
         return self.retargeting_base == "source"
+
+
+def is_driving_option(value: str) -> TypeGuard[DrivingOption]:
+    """Whether a settings string is a :data:`DrivingOption` (and may go into :class:`DriveOptions` as one)."""
+    return value in DRIVING_OPTIONS
+
+
+def is_animation_region(value: str) -> TypeGuard[AnimationRegion]:
+    """Whether a settings string is an :data:`AnimationRegion`."""
+    return value in ANIMATION_REGIONS
 
 
 def _check_choice(what: str, value: str, allowed: tuple[str, ...]) -> None:

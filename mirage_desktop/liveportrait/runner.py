@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mirage_desktop.liveportrait import motion
-from mirage_desktop.liveportrait.backends import BackendNetworks, Progress, build_networks
+from mirage_desktop.liveportrait.backends import BackendNetworks, Progress, build_networks, no_progress
 from mirage_desktop.liveportrait.backends.torch_backend import check_device
 from mirage_desktop.liveportrait.loader import LivePortraitNetworks, load_networks
 from mirage_desktop.liveportrait.motion import KpInfo
@@ -116,8 +116,8 @@ class LivePortrait:
             torch.backends.cudnn.benchmark = True
         nets = load_networks(weights_dir, dev)
         precision = precision or ("fp16" if half else "fp32")
-        kwargs = {"progress": progress} if progress is not None else {}
-        return cls(build_networks(nets, dev, backend, precision, cache_dir=cache_dir, **kwargs), dev)
+        return cls(build_networks(nets, dev, backend, precision, cache_dir=cache_dir,
+                                  progress=progress if progress is not None else no_progress), dev)
 
     def backend_status(self) -> tuple[dict[str, str], list[str]]:
         """(module -> "backend precision" running it now, reasons to show): for the stage's reason and /health."""
@@ -352,21 +352,23 @@ def strict_float32() -> Iterator[None]:
     benchmark = cudnn.benchmark
     cudnn.benchmark = False
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
-        saved = (torch.backends.cuda.matmul.fp32_precision, cudnn.conv.fp32_precision)
+        # torch swaps the cudnn module for an object that has ``conv``; the module's source, all mypy reads, lacks it
+        conv = cudnn.conv  # type: ignore[attr-defined]
+        saved = (torch.backends.cuda.matmul.fp32_precision, conv.fp32_precision)
         torch.backends.cuda.matmul.fp32_precision = "ieee"
-        cudnn.conv.fp32_precision = "ieee"
+        conv.fp32_precision = "ieee"
         try:
             yield
         finally:
-            torch.backends.cuda.matmul.fp32_precision, cudnn.conv.fp32_precision = saved
+            torch.backends.cuda.matmul.fp32_precision, conv.fp32_precision = saved
             cudnn.benchmark = benchmark
         return
-    matmul, conv = torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32
+    matmul, conv_tf32 = torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
     cudnn.allow_tf32 = False
     try:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32 = matmul
-        cudnn.allow_tf32 = conv
+        cudnn.allow_tf32 = conv_tf32
         cudnn.benchmark = benchmark

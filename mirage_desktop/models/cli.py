@@ -100,7 +100,7 @@ class _Bars:
         self.current: RegistryEntry | None = None
 
     def __call__(self, ev: ProgressEvent) -> None:
-        from tqdm import tqdm  # type: ignore[import-untyped]
+        from tqdm import tqdm
 
         if ev.phase == "skip":
             print(f"ok       {ev.entry.local_path} (already present)", file=self.out)

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 try:
     import pyvirtualcam
 except Exception as exc:  # a broken native build must not take the app down: opening reports it with the fix
-    pyvirtualcam = None  # type: ignore[assignment]
+    pyvirtualcam = None
     _IMPORT_ERROR: Exception | None = exc
 else:
     _IMPORT_ERROR = None
@@ -106,7 +106,7 @@ def camera_factory(factory: CameraFactory | None, backend: str | None) -> Camera
             f"Unknown virtual camera backend {backend!r}; this system offers: "
             f"{', '.join(known)}. Leave the backend unset to try them all."
         )
-    return pyvirtualcam.Camera  # type: ignore[no-any-return]
+    return pyvirtualcam.Camera
 
 
 def attempts(device: str | None, backend: str | None, label: str) -> list[tuple[str | None, str | None]]:

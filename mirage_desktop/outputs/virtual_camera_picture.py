@@ -51,8 +51,8 @@ class CameraPicture:
             nw, nh = fit.size_nearest()
             x0, y0 = (width - nw) // 2, (height - nh) // 2
             self._roi = canvas[y0 : y0 + nh, x0 : x0 + nw]
-            # bilinear already weighs every source pixel down to half size and is 5x cheaper than area averaging
-            # at odd ratios (1080p -> 720p: 2 ms against 10 ms); stronger reductions need area to avoid aliasing
+            # bilinear already weighs every source pixel down to half size and costs a fifth of area averaging at
+            # odd ratios such as 1080p -> 720p; stronger reductions need area to avoid aliasing
             self._interp = cv2.INTER_AREA if fit.scale <= 0.5 else cv2.INTER_LINEAR
         self._layout_key = image.shape
         return True

@@ -67,7 +67,7 @@ class RemoteAuthError(RuntimeError):
     """The remote engine refused the token (HTTP 401)."""
 
 
-class _Bounded(OrderedDict):  # type: ignore[type-arg]
+class _Bounded(OrderedDict[int, float]):
     """A dict that forgets its oldest entries beyond ``size`` (unmatched frames must not pile up)."""
 
     def __init__(self, size: int) -> None:
@@ -101,7 +101,7 @@ class _CameraTrack(MediaStreamTrack):
         self._t0: float | None = None
         self._last_pts = -1
 
-    async def recv(self) -> VideoFrame:  # type: ignore[override]
+    async def recv(self) -> VideoFrame:
         while True:
             if self.readyState != "live":
                 raise MediaStreamError
@@ -249,7 +249,8 @@ class RemoteClient:
     async def _main(self) -> None:
         assert self._stopping is not None
         timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
-        connector = aiohttp.TCPConnector(ssl=self.target.ssl_context() if self.target.secure else False)
+        context = self.target.ssl_context()  # None for http
+        connector = aiohttp.TCPConnector(ssl=context if context is not None else False)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
             poller = asyncio.ensure_future(self._poll_remote_stats(http))
             backoff = FIRST_BACKOFF_S

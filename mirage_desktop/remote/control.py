@@ -1,4 +1,4 @@
-"""The remote engine's controls (``/control/...`` of :mod:`mirage_desktop.webrtc.control`) from this computer.
+"""The remote engine's controls (``/control/...`` of :mod:`mirage_desktop.api.control`) from this computer.
 
 Plain blocking HTTP (urllib): the headless runner calls it once before starting, the window from a worker thread.
 Every failure is a :class:`RemoteControlError` whose message is one line for the user; ``status`` 401 means the
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mirage_desktop.remote.target import RemoteTarget
-from mirage_desktop.webrtc.control import MAX_AVATAR_BYTES, image_kind
+from mirage_desktop.api.control import MAX_AVATAR_BYTES, image_kind
 
 TIMEOUT_S = 10.0
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}

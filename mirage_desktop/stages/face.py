@@ -2,7 +2,7 @@
 
 With the landmark models in the model directory (``mirage-models download liveportrait``) the tracker is
 LivePortrait's: SCRFD acquires the face, the 203-point runner follows it and every frame's face carries its 203
-points (:class:`~mirage_desktop.liveportrait.face_tracker.LandmarkTracker`). Without them the stage still finds
+points (:class:`~mirage_desktop.liveportrait.landmark_tracker.LandmarkTracker`). Without them the stage still finds
 faces with SCRFD alone (``landmarks_reason`` says what to download); the avatar stage needs the landmarks.
 The driving face is the one the user picked (:meth:`FaceDetectionStage.pick_face`), else the largest.
 """
@@ -18,12 +18,12 @@ from mirage_desktop.config import Settings
 from mirage_desktop.engine.frame import Frame
 from mirage_desktop.engine.stage import Stage, StageUnavailable
 from mirage_desktop.liveportrait.cropper import Cropper
-from mirage_desktop.liveportrait.face_tracker import LandmarkTracker
+from mirage_desktop.liveportrait.landmark_tracker import LandmarkTracker
 from mirage_desktop.models.registry import DEFAULT_SCRFD_FILE, download_hint, landmark_paths
 from mirage_desktop.stages.specs import LIVEPORTRAIT, SCRFD
 from mirage_desktop.vision.drawing import draw_face
 from mirage_desktop.vision.face import Face
-from mirage_desktop.vision.face_tracking import FaceTracker
+from mirage_desktop.vision.box_tracker import FaceTracker
 from mirage_desktop.vision.landmarks import Landmark106, Landmark203, LandmarkModelError
 from mirage_desktop.vision.onnx_session import SHORT_NAMES
 from mirage_desktop.vision.scrfd import SCRFDDetector, SCRFDModelError

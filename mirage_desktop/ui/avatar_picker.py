@@ -181,7 +181,7 @@ class AvatarPicker(QWidget):
             if _same(item.data(_PATH_ROLE), target):
                 self.list.setCurrentItem(item)
                 return
-        self.list.setCurrentItem(None)
+        self.list.setCurrentRow(-1)  # no current item (what setCurrentItem(None) does)
 
     def pick(self, index: int) -> bool:
         """As the user's click on the ``index``-th thumbnail (0-based): False when there is none or a portrait is

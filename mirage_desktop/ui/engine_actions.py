@@ -9,12 +9,12 @@ otherwise, so a switch on this computer shows in the same event (:meth:`EngineAc
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from PySide6.QtCore import QObject, Slot
 from PySide6.QtWidgets import QWidget
 
-from mirage_desktop.animation_options import AnimationOptionError
+from mirage_desktop.animation_options import AnimationOptionError, AnimationOptions
 from mirage_desktop.engine.stage import StageStatus
 from mirage_desktop.engine.stats import EngineStats
 from mirage_desktop.session import Session
@@ -27,6 +27,7 @@ from mirage_desktop.ui.workers import WorkerPool
 
 #: Shows a message to the user: (level, text) and optionally how long, in ms.
 Notify = Callable[..., None]
+_T = TypeVar("_T")
 
 
 class EngineActions(QObject):
@@ -53,7 +54,7 @@ class EngineActions(QObject):
         controls.animation.reset_requested.connect(self.reset_animation)
         preview.face_clicked.connect(self.pick_face)
 
-    def forward(self, call: Callable[[], Any], on_result: Callable[[Any], None],
+    def forward(self, call: Callable[[], _T], on_result: Callable[[_T], None],
                 on_error: Callable[[BaseException], None]) -> None:
         """A control call that may block: on the worker pool when it waits for the network, else at once."""
         if self.session.control.blocking:
@@ -169,7 +170,7 @@ class EngineActions(QObject):
 
     @Slot()
     def reset_animation(self) -> None:
-        def done(options: dict[str, Any]) -> None:
+        def done(options: AnimationOptions) -> None:
             self.controls.animation.show_options(options)
             self._save()
             self._notify("info", "Animation options are back to their defaults.", 4000)

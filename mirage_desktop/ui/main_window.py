@@ -12,6 +12,8 @@ Animation cards and the status bar have their own controllers (:mod:`.avatars`, 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
@@ -159,9 +161,11 @@ class MainWindow(QMainWindow):
             self._stats_timer.start()
             self.outputs.restore()
 
-        self.pool.run(old.close, on_result=reopen,
-                      on_error=lambda exc: (self.show_message("warning", f"Closing the previous engine: {exc}"),
-                                            reopen(None)))
+        def close_failed(exc: BaseException) -> None:
+            self.show_message("warning", f"Closing the previous engine: {exc}")
+            reopen(None)
+
+        self.pool.run(old.close, on_result=reopen, on_error=close_failed)
 
     # ================================================================================================ building
     def _build_layout(self) -> None:
@@ -212,7 +216,8 @@ class MainWindow(QMainWindow):
 
     def _build_shortcuts(self) -> None:
         actions = self.engine_actions
-        bindings = {spec.shortcut: (lambda name=spec.name: actions.toggle_stage(name)) for spec in STAGE_SPECS}
+        bindings: dict[str, Callable[[], object]] = {
+            spec.shortcut: partial(actions.toggle_stage, spec.name) for spec in STAGE_SPECS}
         bindings.update({
             "Space": actions.recalibrate,
             "Ctrl+O": self.avatars.ask_add_portrait,
@@ -220,7 +225,7 @@ class MainWindow(QMainWindow):
             "Escape": self.leave_full_screen,
             "Ctrl+Q": self.close,
         })
-        bindings.update({str(n): (lambda n=n: self.avatars.pick_number(n)) for n in range(1, 10)})
+        bindings.update({str(n): partial(self.avatars.pick_number, n) for n in range(1, 10)})
         self.shortcuts: dict[str, QShortcut] = {}
         for keys, slot in bindings.items():
             shortcut = QShortcut(QKeySequence(keys), self)

@@ -16,7 +16,7 @@ from mirage_desktop.outputs.virtual_camera import VirtualCameraOutput
 from mirage_desktop.session import Session, SessionClosed
 from mirage_desktop.ui.controls import ControlsPanel
 from mirage_desktop.ui.workers import WorkerPool
-from mirage_desktop.webrtc.server import HttpServer
+from mirage_desktop.api.server import HttpServer
 
 
 class OutputsController(QObject):

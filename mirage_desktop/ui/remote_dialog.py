@@ -65,9 +65,9 @@ class EngineDialog(QDialog):
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token.setPlaceholderText("the engine's token")
         self.test = QPushButton("Test")
-        self.result = QLabel("")
-        self.result.setWordWrap(True)
-        self.result.setObjectName("engineTestResult")
+        self.test_result = QLabel("")
+        self.test_result.setWordWrap(True)
+        self.test_result.setObjectName("engineTestResult")
         note = QLabel("The camera, preview, virtual camera and recorder stay on this computer; the animation runs "
                       "on the remote engine. The choice applies at once.")
         note.setWordWrap(True)
@@ -88,7 +88,7 @@ class EngineDialog(QDialog):
         layout.addWidget(self.local)
         layout.addWidget(self.remote)
         layout.addWidget(self.remote_box)
-        layout.addWidget(self.result)
+        layout.addWidget(self.test_result)
         layout.addWidget(note)
         layout.addWidget(buttons)
 
@@ -107,14 +107,14 @@ class EngineDialog(QDialog):
     @Slot()
     def run_test(self) -> None:
         self.test.setEnabled(False)
-        self.result.setText("Testing...")
+        self.test_result.setText("Testing...")
         QThreadPool.globalInstance().start(_TestRun(self.url.text().strip(), self.token.text().strip(),
                                                     self._signals))
 
     @Slot(str)
     def _on_tested(self, text: str) -> None:
         self.test.setEnabled(True)
-        self.result.setText(text)
+        self.test_result.setText(text)
 
     def apply(self) -> Any:
         if self.remote.isChecked():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
+from typing import Self
 
 import cv2
 import numpy as np
@@ -52,7 +53,7 @@ def _session(path: Path, what: str, device: str, threads: int) -> SerialSession:
         raise LandmarkModelError(f"{what} at {path} cannot be loaded ({exc}); {download_hint(GROUP)}") from exc
 
 
-def _check_input(session, path: Path, what: str, size: int) -> str:  # noqa: ANN001
+def _check_input(session: SerialSession, path: Path, what: str, size: int) -> str:
     inputs = session.get_inputs()
     shape = list(inputs[0].shape) if inputs else []
     if len(inputs) != 1 or len(shape) != 4 or shape[1:] != [3, size, size]:
@@ -80,7 +81,7 @@ class Landmark106:
         self.output_name = outputs[0].name
         self._blob = np.zeros((1, 3, SIZE_106, SIZE_106), np.float32)
 
-    def clone(self):  # noqa: ANN201 - returns the same class
+    def clone(self) -> Self:
         """The same session (its runs take turns, :class:`SerialSession`) with its own input buffer, for another thread
         (the avatar stage crops portraits while the processing thread tracks faces)."""
         twin = copy.copy(self)
@@ -143,7 +144,7 @@ class Landmark203:
         self.output_names = [o.name for o in outputs]
         self._blob = np.zeros((1, 3, SIZE_203, SIZE_203), np.float32)
 
-    def clone(self):  # noqa: ANN201 - returns the same class
+    def clone(self) -> Self:
         """The same session (its runs take turns, :class:`SerialSession`) with its own input buffer, for another thread
         (the avatar stage crops portraits while the processing thread tracks faces)."""
         twin = copy.copy(self)

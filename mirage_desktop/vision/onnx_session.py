@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mirage_desktop.os_support import nvidia_driver_present
 
 if TYPE_CHECKING:
-    import onnxruntime  # type: ignore[import-untyped]
+    import onnxruntime
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +21,9 @@ DIRECTML = "DmlExecutionProvider"
 
 #: provider -> a short name for reasons and /health
 SHORT_NAMES = {CPU: "cpu", CUDA: "cuda", TENSORRT: "tensorrt", DIRECTML: "directml"}
+
+#: What a session asks ORT for: a provider's name, or its name with its options.
+Provider = str | tuple[str, dict[str, str]]
 
 
 def choose_providers(device: str = "auto") -> list[str]:
@@ -42,20 +46,19 @@ def choose_providers(device: str = "auto") -> list[str]:
     return [CPU]
 
 
-def provider_chain(device: str = "auto") -> list[str | tuple[str, dict[str, str]]]:
+def provider_chain(device: str = "auto") -> list[Provider]:
     """:func:`choose_providers` with the CUDA EP's options (the asked GPU, heuristic cuDNN search): what a vision
     session asks for."""
     return [(CUDA, cuda_provider_options(device)) if p == CUDA else p for p in choose_providers(device)]
 
 
-def session_fallback(device: str, requested: list[str] | list[tuple[str, dict[str, str]]],
-                     actual: list[str]) -> str | None:
+def session_fallback(device: str, requested: Sequence[Provider], actual: list[str]) -> str | None:
     """Why a session on ``device`` did not get the provider it should have (None when it did).
 
     ``device`` "cuda[:i]" wants CUDA even when :func:`choose_providers` left it out (no onnxruntime-gpu, no driver):
     that is the silent CPU fallback a GPU user must hear about.
     """
-    wanted = [CUDA] if (device or "").lower().startswith("cuda") else requested
+    wanted: Sequence[Provider] = [CUDA] if (device or "").lower().startswith("cuda") else requested
     return provider_fallback(wanted, actual)
 
 
@@ -104,7 +107,7 @@ def session_options(threads: int = 0) -> onnxruntime.SessionOptions:
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: ORT's warnings about unused initialisers are noise here
     # No busy-waiting between runs: spinning threads steal the cores that torch (LivePortrait on a CPU), the
-    # encoder and the GUI need. Measured on the 2-core machine under load: 159 ms vs 218 ms per 720p frame.
+    # encoder and the GUI need, so where cores are few and shared every frame gets slower (a third at 720p).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
@@ -184,7 +187,7 @@ def tensorrt_provider_options(device: str, cache_dir: str, fp16: bool) -> dict[s
     }
 
 
-def provider_fallback(requested: list[str] | list[tuple[str, dict[str, str]]], actual: list[str]) -> str | None:
+def provider_fallback(requested: Sequence[Provider], actual: list[str]) -> str | None:
     """None when the session got the first provider it asked for; else a reason naming the fix.
 
     ORT silently drops a provider whose libraries do not load (e.g. a CUDA 13 build on a CUDA 12 machine), so every

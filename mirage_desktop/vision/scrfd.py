@@ -16,6 +16,7 @@ one resize, one fused convert-normalise pass per channel and the network.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import numpy as np
 from mirage_desktop.models.registry import download_hint
 from mirage_desktop.vision.face import Face
 from mirage_desktop.vision.letterbox import fit_inside
-from mirage_desktop.vision.onnx_session import CPU, open_session, provider_chain, session_fallback
+from mirage_desktop.vision.onnx_session import CPU, Provider, open_session, provider_chain, session_fallback
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class SCRFDDetector:
     def __init__(
         self,
         model_path: Path | str,
-        providers: Sequence[str] | None = None,
+        providers: Sequence[Provider] | None = None,
         *,
         device: str = "auto",
         threads: int = 0,
@@ -177,7 +178,7 @@ class SCRFDDetector:
     ) -> None:
         self.model_path = Path(model_path)
         check_model_file(self.model_path)
-        requested = list(providers) if providers else provider_chain(device)
+        requested: list[Provider] = list(providers) if providers else provider_chain(device)
         try:
             self.session = open_session(str(self.model_path), threads, requested)
         except Exception as exc:  # ORT raises its own types (InvalidProtobuf, Fail, ...) for broken files

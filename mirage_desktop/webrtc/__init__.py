@@ -1,5 +1,5 @@
-"""WebRTC and the HTTP API: remote peers watch the avatar (our page or any WHEP player) and may drive it.
+"""The WebRTC media side: peers, their offers, the avatar track, the data channel, and which peer drives the engine.
 
-Import :class:`~mirage_desktop.webrtc.server.HttpServer` from ``mirage_desktop.webrtc.server``; this package
-init stays light so that importing the app does not load aiortc.
+It knows nothing of HTTP: :mod:`mirage_desktop.api` serves the offers and answers the errors. This package init
+stays light so that importing the app does not load aiortc.
 """

@@ -14,9 +14,8 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.stats import RTCOutboundRtpStreamStats
 
-from mirage_desktop.webrtc.auth import json_error
 from mirage_desktop.webrtc.driver import Driving
-from mirage_desktop.webrtc.errors import Refusal
+from mirage_desktop.webrtc.errors import BadRequest
 from mirage_desktop.webrtc.peer import Peer
 
 logger = logging.getLogger(__name__)
@@ -51,12 +50,12 @@ class PeerRegistry:
 
     def admit(self, kind: str, remote: str) -> Peer:
         """A new peer with its connection, counted at once (so concurrent offers respect ``max_peers``);
-        :class:`Refusal` with 503 when the server is full."""
+        :class:`BadRequest` with 503 when the server is full."""
         if len(self.peers) >= self.max_peers:
             self.rejected_total += 1
-            raise Refusal(json_error(
-                503, f"Too many peers: {len(self.peers)} of {self.max_peers} are connected. Hang one up "
-                     "(DELETE /webrtc/connections/{id}) or raise max_peers in the settings.", {"Retry-After": "10"}))
+            raise BadRequest(f"Too many peers: {len(self.peers)} of {self.max_peers} are connected. Hang one up "
+                             "(DELETE /webrtc/connections/{id}) or raise max_peers in the settings.", 503,
+                             {"Retry-After": "10"})
         peer_id = secrets.token_hex(8)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=list(self.ice_servers)))
         peer = Peer(id=peer_id, kind=kind, remote=remote, pc=pc,

@@ -8,6 +8,7 @@ from mirage_desktop.liveportrait.backends.base import (
     BackendUnavailable,
     ModuleRunner,
     Progress,
+    no_progress,
 )
 from mirage_desktop.liveportrait.backends.select import build_networks, resolve_precision
 
@@ -20,5 +21,6 @@ __all__ = [
     "ModuleRunner",
     "Progress",
     "build_networks",
+    "no_progress",
     "resolve_precision",
 ]

@@ -41,8 +41,11 @@ class BackendUnavailable(RuntimeError):
 class ModuleRunner(Protocol):
     """One network on one backend at one precision: tensors in, float32 tensors (or their NamedTuple) out."""
 
-    backend: str
-    precision: str
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def precision(self) -> str: ...  # read-only to callers: a guard reports its active runner's
 
     def __call__(self, *inputs: torch.Tensor) -> Any: ...
 

@@ -177,9 +177,11 @@ def build_networks(
         p = precision if short in REDUCED_MODULES else "fp32"
         if backend == "onnxruntime":
             try:
-                chosen[short] = _ort(nets, short, device, p, digest(short), cache_dir, progress)
-                if getattr(chosen[short], "reason", None):
-                    reasons.append(f"{short}: {chosen[short].reason}")  # type: ignore[attr-defined]
+                runner = _ort(nets, short, device, p, digest(short), cache_dir, progress)
+                chosen[short] = runner
+                reason = getattr(runner, "reason", None)  # what an ORT runner got instead of what it asked for
+                if reason:
+                    reasons.append(f"{short}: {reason}")
                 continue
             except BackendUnavailable as exc:
                 unavailable.setdefault(str(exc), []).append(short)
@@ -209,11 +211,14 @@ def _auto(nets: LivePortraitNetworks, device: torch.device, precision: str, cach
     measured = False
     for i, short in enumerate(MODULES):
         p = precision if short in REDUCED_MODULES else "fp32"
-        builders: dict[str, Callable[[], ModuleRunner]] = {
-            "torch": (lambda s=short, q=p: fp32_torch[s] if q == "fp32" else TorchModule(_torch_module(nets, s), device, q)),
-            "onnxruntime": (lambda s=short, q=p: _ort(nets, s, device, q if q == "fp16" else "fp32", digest(s),
-                                                      cache_dir, progress)),
-        }
+
+        def torch_runner(s: str = short, q: str = p) -> ModuleRunner:
+            return fp32_torch[s] if q == "fp32" else TorchModule(_torch_module(nets, s), device, q)
+
+        def ort_runner(s: str = short, q: str = p) -> ModuleRunner:
+            return _ort(nets, s, device, q if q == "fp16" else "fp32", digest(s), cache_dir, progress)
+
+        builders: dict[str, Callable[[], ModuleRunner]] = {"torch": torch_runner, "onnxruntime": ort_runner}
         if short in record and record[short].get("backend") in builders:
             try:
                 chosen[short] = builders[record[short]["backend"]]()

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from mirage_desktop.animation_options import DEFAULTS, SPECS, AnimationOptionError, AnimationOptions
-from mirage_desktop.liveportrait.options import DriveOptions
+from mirage_desktop.liveportrait.options import DriveOptions, is_animation_region, is_driving_option
 from mirage_desktop.liveportrait.smoothing import MIN_CUTOFF_HZ, MotionSmoother, OneEuroParams
 
 #: The values of ``fallback``: after the grace period without a face, show the avatar at rest or the camera.
@@ -25,10 +25,13 @@ RECALIBRATING_OPTIONS = frozenset(name for name, spec in SPECS.items() if spec.r
 def drive_options(options: AnimationOptions) -> DriveOptions:
     """The motion maths' options for these Animation options: "eyes"/"lips" become the retargeting switches and
     targets, ``retargeting_only`` the retargeting base (onto the source: only eyes and lips move)."""
+    driving, region = options.driving_option, options.animation_region
+    if not is_driving_option(driving) or not is_animation_region(region):  # AnimationOptions checked the same words
+        raise AnimationOptionError(f"The motion maths take no driving option {driving!r} or region {region!r}.")
     return DriveOptions(
         relative_motion=options.relative_motion,
-        driving_option=options.driving_option,  # type: ignore[arg-type]  # checked against the same choices
-        animation_region=options.animation_region,  # type: ignore[arg-type]
+        driving_option=driving,
+        animation_region=region,
         stitching=options.stitching,
         driving_multiplier=options.driving_multiplier,
         normalize_lip=options.normalize_lip,

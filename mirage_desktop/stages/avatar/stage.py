@@ -276,16 +276,17 @@ class AvatarStage(Stage):
         driving_img = rgb_to_tensor(self._driving_crop(camera, face.lmk203), model.device)
         t1 = self._mark(sync) if timed else t0
         driving = model.motion_info(driving_img)
-        recalibrate = self._reference is None or self._reference_for is not avatar
+        reference = self._reference if self._reference_for is avatar else None  # None: recalibrate on this frame
         smoother = self._smoother
         if smoother is not None:
-            if recalibrate:
+            if reference is None:
                 smoother.reset()  # a new reference: the filter starts from it
             driving = smoother(driving, frame.t_capture)
-        if recalibrate:
-            self._reference, self._reference_for = driving, avatar
+        if reference is None:
+            reference = self._reference = driving
+            self._reference_for = avatar
         ratios = FaceRatios.from_landmarks(face.lmk203) if self._needs_ratios else None
-        keypoints = self._drive(model, avatar.source, driving, self._reference, ratios)
+        keypoints = self._drive(model, avatar.source, driving, reference, ratios)
         t2 = self._mark(sync) if timed else t0
         image = model.render(avatar.source, keypoints)
         t3 = self._mark(sync) if timed else t0

@@ -27,10 +27,10 @@ from aiohttp import web
 from mirage_desktop import __version__
 from mirage_desktop.config import Settings
 from mirage_desktop.engine.pipeline import Engine
-from mirage_desktop.webrtc.auth import check_request, json_error
-from mirage_desktop.webrtc.control import add_control_routes
-from mirage_desktop.webrtc.errors import BadRequest, Refusal
-from mirage_desktop.webrtc.metrics import MetricsPage
+from mirage_desktop.api.auth import Refusal, check_request, json_error
+from mirage_desktop.api.control import add_control_routes
+from mirage_desktop.webrtc.errors import BadRequest
+from mirage_desktop.api.metrics import MetricsPage
 from mirage_desktop.webrtc.offers import Offers
 from mirage_desktop.webrtc.registry import PeerRegistry
 
@@ -82,7 +82,7 @@ class Routes:
         except Refusal as refusal:
             response = refusal.response
         except BadRequest as exc:
-            response = json_error(exc.status, str(exc))
+            response = json_error(exc.status, str(exc), exc.headers)
         except web.HTTPRequestEntityTooLarge:
             response = json_error(413, f"Request body is larger than {MAX_OFFER_BYTES} bytes; send a smaller offer.")
         except web.HTTPException as exc:

@@ -1,4 +1,4 @@
-"""Command-line check of the SCRFD detector: ``python -m mirage_desktop.vision.face_detection --model M IMAGE...``."""
+"""Command-line check of the SCRFD detector: ``python -m mirage_desktop.vision.detect_cli --model M IMAGE...``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from mirage_desktop.vision.scrfd import DEFAULT_DET_SIZE, SCRFDDetector, SCRFDMo
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m mirage_desktop.vision.face_detection",
+        prog="python -m mirage_desktop.vision.detect_cli",
         description="Detect faces with an SCRFD model. With --json, prints one JSON object per image per line: "
         '{"image": PATH, "faces": [{"box": [x1, y1, x2, y2], "score": s, "kps": [[x, y] x5]}], "median_ms": t}, '
         "where median_ms is the median time of one detection over --repeat runs, preprocessing and decoding "

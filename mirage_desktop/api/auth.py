@@ -14,6 +14,14 @@ logger = logging.getLogger(__name__)
 TOKEN_HINT = "The token is shown in the Mirage window, or set it for headless runs with --token or MIRAGE_TOKEN."
 
 
+class Refusal(Exception):
+    """Carries a ready response (the 401 of :func:`check_request`) out of a helper to the error middleware."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     """Every error the API returns: ``{"error": message, "status": status}``."""
     return web.json_response({"error": message, "status": status}, status=status, headers=headers)

@@ -2,10 +2,12 @@
 
 ``HttpServer`` is the one public class: the desktop window and the headless runner only call ``start()`` and
 ``stop()``. Its parts, each in its module: the loop thread (:mod:`.loop`), the endpoints (:mod:`.routes`, which
-lists them), the peers (:mod:`.registry`, :mod:`.peer`, :mod:`.offers`), which peer drives the engine
-(:mod:`.driver`), the data-channel protocol (:mod:`.datachannel`), the avatar video fanned out to every peer
-(:mod:`.tracks`), ``/metrics`` (:mod:`.metrics`) and the ``/control`` endpoints of a remote client
-(:mod:`.control`). ``ssl_context`` (HTTPS, :mod:`.tls`) and ``ice_servers`` (STUN/TURN) are set before ``start``.
+lists them), ``/metrics`` (:mod:`.metrics`) and the ``/control`` endpoints of a remote client (:mod:`.control`); the
+WebRTC side in :mod:`mirage_desktop.webrtc`: the peers (:mod:`~mirage_desktop.webrtc.registry`,
+:mod:`~mirage_desktop.webrtc.peer`, :mod:`~mirage_desktop.webrtc.offers`), which peer drives the engine
+(:mod:`~mirage_desktop.webrtc.driver`), the data-channel protocol (:mod:`~mirage_desktop.webrtc.datachannel`) and
+the avatar video fanned out to every peer (:mod:`~mirage_desktop.webrtc.tracks`). ``ssl_context`` (HTTPS,
+:mod:`.tls`) and ``ice_servers`` (STUN/TURN) are set before ``start``.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from aiortc import RTCIceServer
 from mirage_desktop.config import Settings
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.webrtc.driver import Driving
-from mirage_desktop.webrtc.loop import LoopNotReady, LoopThread
-from mirage_desktop.webrtc.metrics import EngineCollector, MetricsPage
+from mirage_desktop.api.loop import LoopNotReady, LoopThread
+from mirage_desktop.api.metrics import EngineCollector, MetricsPage
 from mirage_desktop.webrtc.offers import Offers
 from mirage_desktop.webrtc.registry import PeerRegistry
-from mirage_desktop.webrtc.routes import Routes
+from mirage_desktop.api.routes import Routes
 from mirage_desktop.webrtc.tracks import FrameFanout, SharedVideo
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ SCRFD does not run at all while tracking holds. SCRFD runs again only when track
   (IoU >= ``min_iou``), else the track is dropped and the face re-acquired;
 - after a pause longer than ``max_gap_s``, or when the user picks a face.
 
-Which face drives is :func:`~mirage_desktop.vision.face_tracking.choose_face`'s rule: the picked one, else the one
+Which face drives is :func:`~mirage_desktop.vision.box_tracker.choose_face`'s rule: the picked one, else the one
 continuing the current track, else the largest. The 5 keypoints and the box of the returned face are SCRFD's from
 the last acquisition moved by the similarity the 203 points underwent since (so the window can mark the driver).
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from mirage_desktop.liveportrait.cropper import track
 from mirage_desktop.vision.face import Face
-from mirage_desktop.vision.face_tracking import KEEP_IOU, choose_face
+from mirage_desktop.vision.box_tracker import KEEP_IOU, choose_face
 from mirage_desktop.vision.landmarks import Landmark106, Landmark203
 from mirage_desktop.vision.scrfd import DEFAULT_DET_SIZE, Detections, Scratch, SCRFDDetector, box_iou
 

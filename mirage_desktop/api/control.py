@@ -27,7 +27,7 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -35,7 +35,7 @@ from mirage_desktop.config import Settings
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.stage import Stage, StageUnavailable
 from mirage_desktop.animation_options import AnimationOptionError
-from mirage_desktop.webrtc.auth import json_error
+from mirage_desktop.api.auth import json_error
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ IMAGE_SIGNATURES: dict[str, tuple[bytes, ...]] = {"png": (b"\x89PNG\r\n\x1a\n",)
 
 Authorize = Callable[[web.Request], Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_C = TypeVar("_C")
 
 
 def image_kind(data: bytes) -> str | None:
@@ -89,14 +90,18 @@ class _Problem(Exception):
         self.status = status
 
 
-def _answer(handler: Handler) -> Handler:
-    async def wrapped(self: Any, request: web.Request) -> web.StreamResponse:
+def _answer(
+    handler: Callable[[_C, web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[_C, web.Request], Awaitable[web.StreamResponse]]:
+    """A handler method whose :class:`_Problem` becomes its JSON error."""
+
+    async def wrapped(self: _C, request: web.Request) -> web.StreamResponse:
         try:
             return await handler(self, request)
         except _Problem as exc:
             return json_error(exc.status, str(exc))
 
-    return wrapped  # type: ignore[return-value]
+    return wrapped
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:

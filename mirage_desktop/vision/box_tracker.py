@@ -32,11 +32,10 @@ logger = logging.getLogger(__name__)
 #: Optical flow: largest forward-backward round-trip error of a kept point, and how many of the 14 must survive.
 FB_MAX_PX = 1.0
 MIN_FLOW_POINTS = 8
-_LK: dict[str, object] = {
-    "winSize": (21, 21),
-    "maxLevel": 2,
-    "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03),
-}
+#: Pyramidal Lucas-Kanade: search window, pyramid levels and stop criteria.
+_LK_WIN = (21, 21)
+_LK_LEVELS = 2
+_LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
 
 
 class OneEuroFilter:
@@ -267,17 +266,13 @@ class FaceTracker:
         if current.shape != self._prev_gray.shape:
             return False
         moved, status, _err = cv2.calcOpticalFlowPyrLK(
-            self._prev_gray,
-            current,
-            self._prev_pts,
-            None,
-            **_LK,  # type: ignore[call-overload]
-        )
+            self._prev_gray, current, self._prev_pts, None, winSize=_LK_WIN, maxLevel=_LK_LEVELS, criteria=_LK_CRITERIA)
         if moved is None:
             return False
         # Forward-backward check: a point that does not come back to where it started was lost (the face left,
         # was covered, or the region went flat); too few good points ends tracking and the next detection decides.
-        back, back_status, _ = cv2.calcOpticalFlowPyrLK(current, self._prev_gray, moved, None, **_LK)  # type: ignore[call-overload]
+        back, back_status, _ = cv2.calcOpticalFlowPyrLK(
+            current, self._prev_gray, moved, None, winSize=_LK_WIN, maxLevel=_LK_LEVELS, criteria=_LK_CRITERIA)
         if back is None:
             return False
         round_trip = np.abs(back - self._prev_pts).reshape(-1, 2).max(axis=1)
