@@ -16,7 +16,8 @@ from mirage_desktop.logs import setup_logging
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mirage",
-        description="Mirage: turns your webcam into a live animated avatar. Without --headless it opens the window.",
+        description="Mirage: turns your webcam into a live animated avatar. Without --headless it opens the window. "
+                    "`mirage doctor [--json]` checks the setup and names the fix for each problem.",
     )
     p.add_argument("--version", action="version", version=f"mirage {__version__}")
     p.add_argument("--headless", action="store_true", help="run the engine without a window")
@@ -77,6 +78,11 @@ def apply_args(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["doctor"]:  # the setup check: read-only, so before the log file and the allocator restart
+        from mirage_desktop.doctor.cli import main as doctor
+
+        return doctor(given[1:])
     if argv is None:  # run as a program (not called from code): restart on jemalloc first, once
         restart_on_jemalloc()
     limit_glibc_arenas()  # first: before any thread (and its arena) exists; a no-op on jemalloc
