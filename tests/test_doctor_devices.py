@@ -12,7 +12,7 @@ import pyvirtualcam
 from doctor_helpers import FrameCamera
 from vcam_helpers import FakeDeviceBackend
 
-from mirage_desktop.doctor.cameras import NO_CAMERA_FIX, cameras_check, candidates, in_turn
+from mirage_desktop.doctor.cameras import NO_CAMERA_FIX, cameras_check, candidates, in_turn, probe_camera
 from mirage_desktop.doctor.check import OK, SKIP, WARN
 from mirage_desktop.doctor.virtual_camera import (
     OBS_WINDOWS_MODULE,
@@ -129,10 +129,12 @@ def test_no_camera_and_a_configured_camera_that_is_gone() -> None:
     assert gone.fix == "pick camera 0 in the window's Source list (or mirage --source 0)"
     refused = cameras_check([0], lambda i: FrameCamera(i, error="busy"))
     assert refused.status == WARN and refused.fix == NO_CAMERA_FIX
+    ours = cameras_check([0], lambda i: FrameCamera(i, error="busy"), configured="0", in_use=[0])
+    assert ours.status == OK and ours.detail == "camera 0: in use by this Mirage"
 
 
 def test_indices_are_tried_in_turn_where_the_os_has_no_list() -> None:
-    found = in_turn(lambda i: FrameCamera(i) if i < 2 else FrameCamera(i, error="none"))
+    found = in_turn(lambda i: probe_camera(i, lambda j: FrameCamera(j) if j < 2 else FrameCamera(j, error="none")))
     assert [(index, ok) for index, _, ok in found] == [(0, True), (1, True)]
     assert found[1][1] == "camera 1: 1280x720 at 30 fps"
 

@@ -49,11 +49,11 @@ def probe_camera(index: int, open_camera: OpenCamera) -> tuple[str, bool]:
         source.close()
 
 
-def in_turn(open_camera: OpenCamera, limit: int = MAX_INDEX) -> list[tuple[int, str, bool]]:
+def in_turn(probe: Callable[[int], tuple[str, bool]], limit: int = MAX_INDEX) -> list[tuple[int, str, bool]]:
     """Cameras 0, 1, ... up to the first that does not deliver (where the OS lists no devices)."""
     results: list[tuple[int, str, bool]] = []
     for index in range(limit):
-        text, ok = probe_camera(index, open_camera)
+        text, ok = probe(index)
         if not ok:
             break
         results.append((index, text, ok))
@@ -61,13 +61,20 @@ def in_turn(open_camera: OpenCamera, limit: int = MAX_INDEX) -> list[tuple[int, 
 
 
 def cameras_check(indices: Sequence[int] | None = None, open_camera: OpenCamera = WebcamSource,
-                  configured: str = "") -> Check:
-    """Each camera opened for one frame; ``configured`` is the settings' source (a camera index is looked for)."""
+                  configured: str = "", in_use: Sequence[int] = ()) -> Check:
+    """Each camera opened for one frame; ``configured`` is the settings' source (a camera index is looked for);
+    ``in_use`` are the cameras this Mirage has open (the window's source), counted as working, not reopened."""
+
+    def probe(index: int) -> tuple[str, bool]:
+        if index in in_use:
+            return f"camera {index}: in use by this Mirage", True
+        return probe_camera(index, open_camera)
+
     indices = candidates() if indices is None else indices
     if indices is None:
-        results = in_turn(open_camera)
+        results = in_turn(probe)
     else:
-        results = [(index, *probe_camera(index, open_camera)) for index in indices]
+        results = [(index, *probe(index)) for index in indices]
     working = [index for index, _, ok in results if ok]
     detail = "; ".join(text for _, text, _ in results)
     if not results:

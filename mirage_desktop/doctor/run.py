@@ -7,14 +7,14 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from mirage_desktop.config import Settings
 from mirage_desktop.doctor import cameras, files, gpu, models, onnx_runtime, remote, system, torch_build
 from mirage_desktop.doctor import virtual_camera
-from mirage_desktop.doctor.check import NAMES, REMOTE, WARN, Check, Report
+from mirage_desktop.doctor.check import NAMES, REMOTE, SKIP, WARN, Check, Report
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +50,17 @@ def load_settings_for(settings_file: Path | None = None, models_dir: Path | None
 
 
 def diagnose(settings: Settings, settings_verdict: Check, settings_file: Path, *, nvml: Any = None,
-             probe_cameras: bool = True) -> Report:
-    """Every check on ``settings``; ``nvml`` replaces pynvml (tests), ``probe_cameras=False`` skips opening them."""
+             probe_cameras: bool = True, cameras_in_use: Sequence[int] = ()) -> Report:
+    """Every check on ``settings``; ``nvml`` replaces pynvml (tests), ``probe_cameras=False`` skips opening them,
+    ``cameras_in_use`` are this process's own (not reopened)."""
     remote_url = settings.remote_url
     with concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="doctor") as pool:
         cache_root = pool.submit(export_cache_root)
         side = {
             "virtual_camera": pool.submit(guarded, "virtual_camera", virtual_camera.virtual_camera_check),
-            "cameras": pool.submit(guarded, "cameras", lambda: cameras.cameras_check(configured=settings.source)
-                                   if probe_cameras else Check("cameras", "skip", "Not probed")),
+            "cameras": pool.submit(guarded, "cameras", lambda: cameras.cameras_check(
+                configured=settings.source, in_use=cameras_in_use) if probe_cameras
+                else Check("cameras", SKIP, "Not probed (--no-cameras)")),
             "models": pool.submit(guarded, "models", lambda: models.models_check(
                 settings.models_dir, cache_root.result(), scrfd_model=settings.scrfd_model)),
             "storage": pool.submit(guarded, "storage", lambda: files.storage_check(
@@ -78,6 +80,15 @@ def diagnose(settings: Settings, settings_verdict: Check, settings_file: Path, *
         found = {**here, **{name: future.result() for name, future in side.items()}}
     order = [*NAMES, REMOTE] if remote_url else list(NAMES)
     return Report.of([found[name] for name in order])
+
+
+def report_for(settings: Settings, settings_file: Path | None = None, *,
+               cameras_in_use: Sequence[int] = ()) -> Report:
+    """The report on a running Mirage's own ``settings`` (the window's, with this run's overrides); the settings
+    file is judged as ``mirage`` would read it next time."""
+    path = files.settings_path(settings_file, os.environ)
+    _, verdict = files.load(path, os.environ)
+    return diagnose(settings, verdict, path, cameras_in_use=cameras_in_use)
 
 
 def _cuda(device: str) -> str:
