@@ -5,7 +5,10 @@
 set -euo pipefail
 driver=""
 if command -v nvidia-smi >/dev/null 2>&1; then
-  driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' \r') || driver=""
+  # one line per GPU (all on the same driver): the first; no pipe, so nothing is cut short on a many-GPU machine
+  driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null) || driver=""
+  driver=${driver%%$'\n'*}
+  driver=${driver//[[:space:]]/}
 fi
 branch=${driver%%.*}
 if [ -z "$driver" ] || ! [ "$branch" -eq "$branch" ] 2>/dev/null; then

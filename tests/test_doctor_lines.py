@@ -88,13 +88,10 @@ def test_every_recipe_spells_the_lines_versions(line: CudaLine) -> None:
 
 
 def gpu_line(tmp_path: Path, smi: str | None) -> subprocess.CompletedProcess[str]:
-    """scripts/gpu_line.sh with ``smi`` as the body of the ``nvidia-smi`` on its PATH (None: no nvidia-smi)."""
+    """scripts/gpu_line.sh with ``smi`` as the body of the ``nvidia-smi`` on its PATH (None: no nvidia-smi); the
+    PATH holds nothing else, so the script needs no tool but bash."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for tool in ("head", "tr"):
-        found = subprocess.run(["bash", "-c", f"command -v {tool}"], capture_output=True, text=True).stdout.strip()
-        (bin_dir / tool).unlink(missing_ok=True)
-        (bin_dir / tool).symlink_to(found)
     smi_path = bin_dir / "nvidia-smi"
     smi_path.unlink(missing_ok=True)
     if smi is not None:
@@ -107,7 +104,8 @@ def gpu_line(tmp_path: Path, smi: str | None) -> subprocess.CompletedProcess[str
 
 @pytest.mark.parametrize(("smi", "line"), [
     ('echo "580.65.06"', "13"),
-    ('echo "590.44.01"; echo "590.44.01"', "13"),  # one line per GPU
+    ('for i in {1..64}; do echo "590.44.01"; done', "13"),  # one line per GPU
+    ('printf "550.54.15\\r\\n"', "12"),  # as on Windows
     ('echo "550.54.15"', "12"),
     ('echo "525.60.13"', "12"),
     ('echo "470.256.02"', "cpu"),
