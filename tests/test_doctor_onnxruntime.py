@@ -138,3 +138,30 @@ def test_a_cuda_build_on_a_driver_too_old_for_any_line() -> None:
                      available=(CUDA, CPU), tries=(ProviderTry(CPU, True), ProviderTry(CUDA, False, "too old")))
     check = onnxruntime_check(facts, probe(FakeNvml(driver="470.256.02", cuda=11040)))
     assert check.status == WARN and check.fix.startswith("update the NVIDIA driver to R580")
+
+
+def test_captures_from_two_threads_leave_stderr_where_it_was() -> None:
+    """The session's start and the window's System check may probe at once: each capture gets its own text, and
+    descriptor 2 is the same file afterwards."""
+    import os
+    import threading
+
+    from mirage_desktop.doctor.native_log import capture
+
+    before = os.fstat(2)
+    texts: dict[int, str] = {}
+
+    def write(n: int) -> None:
+        with capture() as log:
+            for _ in range(50):
+                os.write(2, f"thread {n}\n".encode())
+        texts[n] = log.text
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    assert all(texts[n] == f"thread {n}\n" * 50 for n in range(4))

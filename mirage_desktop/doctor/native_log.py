@@ -13,6 +13,7 @@ import io
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 
 
@@ -23,9 +24,21 @@ class Captured:
         self.text = ""
 
 
+#: one capture at a time: two overlapping ones (the session's start and the window's System check) would each
+#: restore what the other redirected, and leave stderr pointing at a deleted file
+_one_at_a_time = threading.RLock()
+
+
 @contextlib.contextmanager
 def capture() -> Iterator[Captured]:
     """Send descriptor 2 and ``sys.stdout`` to a temporary file for the block; their text in ``.text`` after it."""
+    with _one_at_a_time:
+        with _capture() as result:
+            yield result
+
+
+@contextlib.contextmanager
+def _capture() -> Iterator[Captured]:
     result = Captured()
     printed = io.StringIO()
     try:
