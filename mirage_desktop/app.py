@@ -15,7 +15,8 @@ from mirage_desktop.logs import setup_logging
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mirage",
-        description="Mirage: turns your webcam into a live animated avatar. Without --headless it opens the window.",
+        description="Mirage: turns your webcam into a live animated avatar. Without --headless it opens the window. "
+                    "`mirage doctor [--json]` checks the setup and names the fix for each problem.",
     )
     p.add_argument("--version", action="version", version=f"mirage {__version__}")
     p.add_argument("--headless", action="store_true", help="run the engine without a window")
@@ -76,6 +77,11 @@ def apply_args(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["doctor"]:  # the setup check: read-only, so before the log file
+        from mirage_desktop.doctor.cli import main as doctor
+
+        return doctor(given[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.settings:

@@ -235,9 +235,11 @@ def checked_setting(name: str, value: Any, origin: str) -> Any:
 
 
 def load_settings(
-    path: Path | None = None, env: Mapping[str, str] | None = None, *, use_file: bool = True
+    path: Path | None = None, env: Mapping[str, str] | None = None, *, use_file: bool = True, backup: bool = True
 ) -> Settings:
-    """Defaults, overlaid by the settings file (if any), overlaid by ``MIRAGE_*`` environment variables."""
+    """Defaults, overlaid by the settings file (if any), overlaid by ``MIRAGE_*`` environment variables.
+
+    ``backup=False`` leaves a file with rejected entries where it is (``mirage doctor`` only looks)."""
     env = os.environ if env is None else env
     settings = Settings()
     path = path or Path(env.get("MIRAGE_SETTINGS", "") or default_settings_file())
@@ -263,10 +265,10 @@ def load_settings(
                     setattr(settings, key, _coerce(key, raw, str(path)))
                 except ConfigError as exc:
                     problems.append(str(exc))
-        if problems and not unreadable:  # some of it was rejected: keep the user's file before a save replaces it
-            backup = keep_backup(path)
-            if backup is not None:
-                problems.append(f"The old file is kept as {backup}; fix it and move it back, or delete it.")
+        if problems and not unreadable and backup:  # some was rejected: keep the user's file before a save replaces it
+            kept = keep_backup(path)
+            if kept is not None:
+                problems.append(f"The old file is kept as {kept}; fix it and move it back, or delete it.")
     for message in problems:
         logger.warning("%s", message)
     settings.__dict__["load_problems"] = problems  # not a field: shown by the window, never saved

@@ -34,6 +34,8 @@ from mirage_desktop.config import (
 from mirage_desktop.control.engine_control import EngineControl
 from mirage_desktop.control.local_engine import LocalEngine
 from mirage_desktop.control.remote_engine import RemoteEngine
+from mirage_desktop.doctor.check import Check
+from mirage_desktop.doctor.run import gpu_warnings
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import DemoSource, Source, SourceError, load_image
 from mirage_desktop.remote.link import RemoteLink
@@ -86,6 +88,7 @@ class Session:
         self.recorder: Recorder | None = None
         self._lock = threading.Lock()  # guards the outputs' hand-over against close()
         self._closed = False
+        self.setup_warnings: list[Check] | None = None  # the doctor's word on an unused GPU, at the first start
         self._apply_animation()
 
     # ================================================================================================ settings
@@ -276,6 +279,7 @@ class Session:
         from mirage_desktop.api.server import HttpServer
 
         server = HttpServer(self.engine, self.settings, ssl_context=ssl_context, ice_servers=ice_servers)
+        server.setup_warnings = lambda: [c.to_json() for c in self.setup_warnings or []]  # /health's
         try:
             server.start()
         except BaseException:
@@ -323,7 +327,17 @@ class Session:
 
     # ================================================================================================ lifecycle
     def start(self, *, open_source: bool = True) -> None:
+        self._say_setup_warnings()
         self.engine.start(open_source=open_source)
+
+    def _say_setup_warnings(self) -> None:
+        """A GPU that is there but unused (torch without CUDA, a provider that does not load, the CPU onnxruntime
+        shadowing the GPU one) is said once, at start, with the doctor's fix: to the engine's listeners (the
+        window's banner, headless stderr) and in /health. A remote engine's GPU is its own business."""
+        if self.setup_warnings is None:
+            self.setup_warnings = [] if self.remote is not None else gpu_warnings(self.settings)
+            for check in self.setup_warnings:
+                self.engine.notify("warning", f"{check.detail}. Fix: {check.fix}")
 
     def close(self) -> None:
         """Stop the server, then the engine, which closes the source and every output. Idempotent; the output

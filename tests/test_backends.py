@@ -172,18 +172,17 @@ def test_explicit_cuda_without_cuda_is_a_load_error_naming_the_fix() -> None:
         check_device("cuda:1")
 
 
-def _cuda_major_of_docs() -> set[str]:
+def test_each_cuda_line_is_one_major_across_onnxruntime_gpu_torch_index_dockerfile_and_readme() -> None:
+    """The ORT CUDA provider must link the CUDA major its line installs, or it silently cannot load: the Dockerfile's
+    default image is the CUDA 13 line's (the lock's onnxruntime-gpu), the README names each line's torch index, and
+    the installed onnxruntime-gpu links the major its own build info states, which is its line's."""
+    from mirage_desktop.doctor.lines import CUDA13, LINES, line_for_cuda
+
     docker = (ROOT / "packaging" / "Dockerfile").read_text()
     readme = (ROOT / "README.md").read_text()
-    majors = set(re.findall(r"nvidia/cuda:(\d+)\.", docker))
-    majors |= {m[:-1] for m in re.findall(r"whl/cu(\d+)", docker + readme)}
-    return majors
-
-
-def test_one_cuda_major_across_onnxruntime_gpu_torch_index_dockerfile_and_readme() -> None:
-    """The ORT CUDA provider must link the CUDA major the image and README install, or it silently cannot load."""
-    majors = _cuda_major_of_docs()
-    assert len(majors) == 1, f"the Dockerfile and README name CUDA majors {majors}"
+    assert set(re.findall(r"ARG CUDA_IMAGE=nvidia/cuda:(\d+)\.", docker)) == {str(CUDA13.major)}
+    assert f"ARG CUDA_LINE={CUDA13.major}" in docker
+    assert set(re.findall(r"whl/(cu\d+)", readme)) == {line.torch_tag for line in LINES}
     import importlib.util
 
     spec = importlib.util.find_spec("onnxruntime")
@@ -192,11 +191,15 @@ def test_one_cuda_major_across_onnxruntime_gpu_torch_index_dockerfile_and_readme
     lib = Path(spec.origin).parent / "capi" / "libonnxruntime_providers_cuda.so"
     if not lib.is_file():
         pytest.skip("onnxruntime without the CUDA provider (not onnxruntime-gpu)")
+    from onnxruntime.capi import build_and_package_info as info  # type: ignore[import-untyped]
+
+    line = line_for_cuda(info.cuda_version)
+    assert line is not None, f"onnxruntime-gpu built for CUDA {info.cuda_version}, which no line installs"
     needed = subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True, check=True).stdout
     cudart = re.findall(r"libcudart\.so\.(\d+)", needed)
-    assert cudart and {cudart[0]} == majors, f"{lib.name} links CUDA {cudart}, the docs install CUDA {majors}"
-    if torch.version.cuda:  # a CUDA torch in this venv must agree too
-        assert torch.version.cuda.split(".")[0] in majors
+    assert cudart and int(cudart[0]) == line.major, f"{lib.name} links CUDA {cudart}, its line is {line.name}"
+    if torch.version.cuda:  # a CUDA torch in this venv must be on the same line
+        assert line_for_cuda(torch.version.cuda) is line
 
 
 def test_settings_and_flags_name_the_librarys_backends_and_precisions(

@@ -3,7 +3,8 @@
 Endpoints (token = ``Authorization: Bearer <token>``):
 
 - ``GET /``: the page that connects from a browser.
-- ``GET /health``: engine, stages, device, the backends really running, uptime. No token; reveals no secrets.
+- ``GET /health``: engine, stages, device, the backends really running, uptime, and ``setup_warnings`` (a GPU that is
+  there but unused, with ``mirage doctor``'s fix). No token; reveals no secrets.
 - ``GET /metrics``: Prometheus text. No token (numbers only).
 - ``POST /webrtc/offer``: ``{"sdp", "type": "offer"}`` -> ``{"sdp", "type": "answer", "id"}``. Token.
 - ``GET /webrtc/connections``, ``DELETE /webrtc/connections/{id}``. Token.
@@ -46,7 +47,8 @@ class Routes:
     """The aiohttp application over the server's parts; ``token`` and ``url`` are read on every request."""
 
     def __init__(self, *, engine: Engine, settings: Settings, registry: PeerRegistry, offers: Offers, metrics: MetricsPage,
-                 token: Callable[[], str], url: Callable[[], str], started_mono: float) -> None:
+                 token: Callable[[], str], url: Callable[[], str], started_mono: float,
+                 setup_warnings: Callable[[], list[dict[str, str]]] = list) -> None:
         self.engine = engine
         self.settings = settings
         self.registry = registry
@@ -55,6 +57,7 @@ class Routes:
         self._token = token
         self._url = url
         self.started_mono = started_mono
+        self.setup_warnings = setup_warnings
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_OFFER_BYTES, middlewares=[self._error_middleware])
@@ -135,6 +138,7 @@ class Routes:
             "server_uptime_s": round(time.monotonic() - self.started_mono, 3),
             "peers": len(self.registry),
             "max_peers": self.registry.max_peers,
+            "setup_warnings": self.setup_warnings(),  # a GPU there but unused: the doctor's check with its fix
         }
         return web.json_response(body)
 

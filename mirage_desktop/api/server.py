@@ -17,7 +17,7 @@ import concurrent.futures
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -72,6 +72,8 @@ class HttpServer:
         self._fixed_token = token or None
         self.ssl_context = ssl_context  # serve HTTPS itself (--tls-cert/--tls-key); set before start
         self.ice_servers: list[RTCIceServer] = list(ice_servers)  # STUN/TURN (--ice-server) behind NAT
+        #: /health's ``setup_warnings``: the doctor's checks of an unused GPU, as JSON (the session sets it)
+        self.setup_warnings: Callable[[], list[dict[str, str]]] = list
         if self._fixed_token is None:
             settings.ensure_token()
         self._loop = LoopThread("mirage-http")
@@ -164,7 +166,8 @@ class HttpServer:
                         stats)
         metrics = MetricsPage(EngineCollector(self.engine, registry.numbers))
         routes = Routes(engine=self.engine, settings=self.settings, registry=registry, offers=offers, metrics=metrics,
-                        token=lambda: self.token, url=lambda: self.url, started_mono=time.monotonic())
+                        token=lambda: self.token, url=lambda: self.url, started_mono=time.monotonic(),
+                        setup_warnings=lambda: self.setup_warnings())
         self._runner = web.AppRunner(routes.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)

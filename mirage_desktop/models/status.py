@@ -75,14 +75,17 @@ def _file_status(entry: RegistryEntry, models_dir: Path, cache: HashCache | None
     return FileStatus(entry, PRESENT, path, st.st_size)
 
 
-def status(models_dir: Path, registry: Sequence[RegistryEntry] = REGISTRY, *, rehash: bool = False) -> list[FileStatus]:
-    """State of every registry file. Digests are cached by (size, mtime); ``rehash=True`` ignores the cache."""
+def status(models_dir: Path, registry: Sequence[RegistryEntry] = REGISTRY, *, rehash: bool = False,
+           save_cache: bool = True) -> list[FileStatus]:
+    """State of every registry file. Digests are cached by (size, mtime); ``rehash=True`` ignores the cache,
+    ``save_cache=False`` reads it but writes nothing (``mirage doctor`` only looks)."""
     models_dir = Path(models_dir)
     cache = HashCache(models_dir)
     if rehash:
         cache.data = {}
     out = [_file_status(e, models_dir, cache) for e in registry]
-    cache.save()
+    if save_cache:
+        cache.save()
     return out
 
 

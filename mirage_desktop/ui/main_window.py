@@ -37,6 +37,7 @@ from mirage_desktop.ui.outputs_panel import OutputsController
 from mirage_desktop.ui.preview import FrameBridge, PreviewWidget
 from mirage_desktop.ui.remote_dialog import choose_engine, remote_from_settings
 from mirage_desktop.ui.status_bar import EngineStatus
+from mirage_desktop.ui.system_check import show_system_check
 from mirage_desktop.ui.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ class MainWindow(QMainWindow):
         self._connect_controls()
         self._build_shortcuts()
         self.menuBar().addAction("Engine...", lambda: choose_engine(self))  # this computer or a remote engine
+        self.menuBar().addMenu("Help").addAction(  # mirage doctor's report, with Copy report
+            "System check...", lambda: show_system_check(self, self.settings, self.pool, self.settings_path))
         self._show_initial_state()
         self._restore_ui_state()
 

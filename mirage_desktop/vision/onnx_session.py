@@ -34,16 +34,24 @@ def choose_providers(device: str = "auto") -> list[str]:
     if device == "cpu":
         return [CPU]
     if CUDA in ort.get_available_providers() and nvidia_driver_present():
-        preload = getattr(ort, "preload_dlls", None)  # CUDA/cuDNN from pip wheels (onnxruntime >= 1.21)
-        if callable(preload):
-            try:
-                preload()
-            except Exception as exc:  # noqa: BLE001 - missing wheels: ORT still looks on the library path
-                logger.debug("onnxruntime.preload_dlls failed: %s", exc)
+        preload_cuda_libraries()
         return [CUDA, CPU]
     if device.startswith("cuda"):
         logger.warning("Device %r asked for, but onnxruntime cannot use CUDA here; the vision models run on the CPU", device)
     return [CPU]
+
+
+def preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the nvidia-* pip wheels (onnxruntime >= 1.21), as a session on CUDA needs them; a
+    no-op on older releases. Missing wheels are fine: ORT still looks on the library path."""
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if callable(preload):
+        try:
+            preload()
+        except Exception as exc:  # noqa: BLE001 - see above
+            logger.debug("onnxruntime.preload_dlls failed: %s", exc)
 
 
 def provider_chain(device: str = "auto") -> list[Provider]:
