@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
+import pytest
+
 from mirage_desktop.models.registry import RegistryEntry
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -150,3 +152,15 @@ def payload(n: int, seed: int) -> bytes:
 def serving(hub: FakeHub) -> Iterator[FakeHub]:
     with hub:
         yield hub
+
+
+def hub_serving(monkeypatch: pytest.MonkeyPatch, *files: tuple[RegistryEntry, bytes]) -> Iterator[FakeHub]:
+    """A running hub with ``files`` (entry, body), which huggingface_hub reaches through ``HF_ENDPOINT`` (online):
+    the body of the tests' ``hub`` fixtures."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    fake = FakeHub()
+    for entry, body in files:
+        fake.add(entry, body)
+    for h in serving(fake):
+        monkeypatch.setenv("HF_ENDPOINT", h.endpoint)
+        yield h

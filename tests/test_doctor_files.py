@@ -12,7 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from hub_helpers import FakeHub, make_entry, payload, serving
+from hub_helpers import FakeHub, make_entry, payload, hub_serving
 
 from mirage_desktop.config import Settings
 from mirage_desktop.doctor import files
@@ -30,13 +30,7 @@ REG = (E_DET, E_BIG)
 
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    fake = FakeHub()
-    fake.add(E_DET, DET)
-    fake.add(E_BIG, BIG)
-    for h in serving(fake):
-        monkeypatch.setenv("HF_ENDPOINT", h.endpoint)
-        yield h
+    yield from hub_serving(monkeypatch, (E_DET, DET), (E_BIG, BIG))
 
 
 def test_missing_models_fail_and_the_fix_makes_them_pass(hub: FakeHub, tmp_path: Path) -> None:

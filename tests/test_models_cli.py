@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hub_helpers import FakeHub, make_entry, payload, serving
+from hub_helpers import FakeHub, make_entry, payload, hub_serving
 
 from mirage_desktop.models.cli import main
 from mirage_desktop.models.registry import DEFAULT_SCRFD_FILE, REGISTRY
@@ -30,13 +30,7 @@ def run(argv: list[str], registry: tuple = REG) -> tuple[int, str]:
 
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    fake = FakeHub()
-    fake.add(E_A, A)
-    fake.add(E_B, B)
-    for h in serving(fake):
-        monkeypatch.setenv("HF_ENDPOINT", h.endpoint)
-        yield h
+    yield from hub_serving(monkeypatch, (E_A, A), (E_B, B))
 
 
 @pytest.mark.parametrize("argv", [["--status"], ["status"]])

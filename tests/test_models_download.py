@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hub_helpers import FakeHub, make_entry, payload, serving
+from hub_helpers import FakeHub, make_entry, payload, hub_serving
 
 from mirage_desktop.models import transfer
 from mirage_desktop.models.download import ProgressEvent, download
@@ -34,13 +34,7 @@ REG = (E_DET, E_BIG, E_SMALL)
 
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    fake = FakeHub()
-    for entry, body in ((E_DET, DET), (E_BIG, BIG), (E_SMALL, SMALL)):
-        fake.add(entry, body)
-    for h in serving(fake):
-        monkeypatch.setenv("HF_ENDPOINT", h.endpoint)
-        yield h
+    yield from hub_serving(monkeypatch, (E_DET, DET), (E_BIG, BIG), (E_SMALL, SMALL))
 
 
 def test_full_download_then_status_present(hub: FakeHub, tmp_path: Path) -> None:
