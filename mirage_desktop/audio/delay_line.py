@@ -1,0 +1,254 @@
+"""A ring buffer that plays the microphone back a chosen time later, following a moving target without clicks.
+
+Samples go in with the time their first sample was captured (the sound card's ADC time) and come out for the time
+their first sample will be heard (the DAC time): each output sample is the input sample captured ``target``
+seconds before it is heard. Both clocks are mapped from sample counts to seconds by a slowly smoothed offset, so
+timestamp jitter does not reach the audio and two sound cards' clocks drifting apart are followed by themselves.
+
+When the target moves, the read position follows it without a click or a pitch jump: errors up to
+:attr:`DelayLine.jump_s` are slewed away by reading a tiny bit faster or slower (at most ``max_slew``, 0.5 %:
+5 ms per second, a pitch change of 9 cents, below what a voice reveals), larger ones wait for a quiet moment and
+step there with a short crossfade (or step after ``jump_timeout_s`` of unbroken sound, still crossfaded).
+Resampling is linear interpolation; at rest (the error inside a quarter millisecond) the samples are copied
+exactly.
+
+One writer thread (the capture callback) and one reader thread (the playback callback): the writer publishes what
+it wrote with a single assignment after the samples are in place, so neither side takes a lock.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: The default largest speed change when slewing: 0.5 % (5 ms of delay per second).
+MAX_SLEW = 0.005
+#: Errors above this (seconds) step inside silence instead of slewing.
+JUMP_S = 0.02
+#: Errors below this (seconds) are left alone: the samples are copied exactly.
+DEAD_BAND_S = 0.00025
+#: Peak level (full scale 1.0) under which audio counts as silence for a step: -40 dBFS.
+SILENCE = 0.01
+#: A timestamp that disagrees with the running clock model by more than this (seconds) restarts the model.
+CLOCK_RESET_S = 0.05
+#: How fast the held shortest-possible delay is let down when the buffers run shorter (seconds per second).
+FLOOR_DECAY = 0.002
+#: Margin kept over the shortest possible delay, besides half a capture block (seconds).
+FLOOR_MARGIN = 0.002
+#: How much of each new timestamp the clock model takes (per block): about half a second of averaging at 10 ms.
+CLOCK_SMOOTHING = 0.02
+
+
+class DelayLine:
+    """Input samples delayed by a target that may move while it plays; mono or multichannel float32.
+
+    ``in_rate``/``out_rate``: the capture and playback sample rates (they may differ: the read step is their
+    ratio). Counters: ``underruns`` (blocks played with silence because their samples had not arrived),
+    ``overruns`` (the writer overwrote samples the reader still needed), ``steps`` (jumps inside silence).
+    ``actual_delay`` is the delay of the last block played (seconds, None before the first)."""
+
+    def __init__(self, in_rate: float, out_rate: float | None = None, *, capacity_s: float = 4.0, channels: int = 1,
+                 max_slew: float = MAX_SLEW, jump_s: float = JUMP_S, jump_timeout_s: float = 2.0,
+                 crossfade_s: float = 0.005, silence: float = SILENCE) -> None:
+        self.in_rate = float(in_rate)
+        self.out_rate = float(out_rate if out_rate is not None else in_rate)
+        self.capacity = int(math.ceil(capacity_s * self.in_rate))
+        self.channels = int(channels)
+        self.max_slew = float(max_slew)
+        self.jump_s = float(jump_s)
+        self.jump_timeout_s = float(jump_timeout_s)
+        self.crossfade = max(1, int(round(crossfade_s * self.out_rate)))
+        self.silence = float(silence)
+        self._ring = np.zeros((self.capacity, self.channels), np.float32)
+        #: (samples written in all, ADC time of sample 0 in the clock model): published together, writer only
+        self._head: tuple[int, float | None] = (0, None)
+        self._out_t0: float | None = None  # DAC time of output sample 0 in the reader's clock model
+        self._played = 0  # output samples produced
+        self._pos: float | None = None  # fractional input index of the next output sample
+        self._loud_for = 0.0  # seconds a pending step has waited for silence
+        self._block_in = 0  # the last capture block's length (samples)
+        self._played_to = 0.0  # the input position after the last block played: a restart never goes back
+        self._floor_held: float | None = None
+        self.floor_delay = 0.0  # the shortest delay the buffers allow now (seconds)
+        self.underruns = 0
+        self.overruns = 0
+        self.steps = 0
+        self.actual_delay: float | None = None
+        self.rate = 1.0  # the last speed factor used (1 at rest)
+        fade = 0.5 - 0.5 * np.cos(np.linspace(0.0, math.pi, self.crossfade, dtype=np.float64))
+        self._fade_in = fade.astype(np.float32)[:, None]
+
+    # ------------------------------------------------------------------------------------------------- writer
+    def write(self, block: np.ndarray, adc_time: float) -> None:
+        """Append ``block`` (frames x channels, or frames for mono) captured from ``adc_time`` on."""
+        data = block.reshape(len(block), -1)
+        n = len(data)
+        written, t0 = self._head
+        if n >= self.capacity:  # more than the ring holds: only the newest part can ever be played
+            adc_time += (n - self.capacity) / self.in_rate
+            written += n - self.capacity
+            data = data[n - self.capacity:]
+            n = self.capacity
+        start = written % self.capacity
+        first = min(n, self.capacity - start)
+        self._ring[start:start + first] = data[:first]
+        if first < n:
+            self._ring[:n - first] = data[first:]
+        observed = adc_time - written / self.in_rate
+        if t0 is None or abs(observed - t0) > CLOCK_RESET_S:
+            t0 = observed
+        else:
+            t0 += CLOCK_SMOOTHING * (observed - t0)
+        self._block_in = n
+        self._head = (written + n, t0)
+
+    @property
+    def written(self) -> int:
+        return self._head[0]
+
+    def clear(self) -> None:
+        """Forget everything (a new capture stream starts from scratch); counters stay."""
+        self._head = (0, None)
+        self._ring.fill(0.0)
+        self._pos = None
+        self._out_t0 = None
+        self._played = 0
+        self._played_to = 0.0
+        self._floor_held = None
+        self.actual_delay = None
+
+    def restart_output(self) -> None:
+        """A new playback stream: its clock starts afresh, the read position is found again from the target."""
+        self._pos = None
+        self._out_t0 = None
+        self._played = 0
+        self._floor_held = None
+
+    # ------------------------------------------------------------------------------------------------- reader
+    def read(self, out: np.ndarray, dac_time: float, target: float) -> None:
+        """Fill ``out`` (frames x channels) with the input delayed by ``target`` seconds at ``dac_time``, the time
+        its first sample will be heard. Silence before the first input, and while the input is late (an
+        underrun); afterwards the audio fades back in where the target says, never replaying what was heard."""
+        n = len(out)
+        written, t0 = self._head
+        observed = dac_time - self._played / self.out_rate
+        if self._out_t0 is None or abs(observed - self._out_t0) > CLOCK_RESET_S:
+            self._out_t0 = observed
+        else:
+            self._out_t0 += CLOCK_SMOOTHING * (observed - self._out_t0)
+        self._played += n
+        if t0 is None or written == 0:
+            out.fill(0.0)
+            return
+        heard = self._out_t0 + (self._played - n) / self.out_rate
+        step = self.in_rate / self.out_rate
+        span = (n - 1) * step * (1.0 + self.max_slew) + 2.0  # input samples one block may need
+        newest = written - span  # the latest start whose whole block has arrived
+        oldest = max(written - self.capacity + 1.0, 0.0)
+        self._track_floor(heard - (t0 + newest / self.in_rate), n, fresh=self._pos is None)
+        wanted = max((heard - max(target, self.floor_delay) - t0) * self.in_rate, oldest)
+        pos = self._pos
+        if pos is not None and pos < written - self.capacity + 1.0:  # the writer lapped the reader
+            self.overruns += 1
+            pos = None
+        if pos is None:  # a start, or a restart after a gap: fade in from silence once the samples are there
+            wanted = min(wanted, newest - 0.5 * self._block_in)
+            if wanted < self._played_to or (heard - target - t0) * self.in_rate < 0.0:
+                out.fill(0.0)
+                return
+            self._gather(out, wanted, step)
+            self._fade(out, None)
+            self._finish(wanted, wanted + n * step, heard, t0)
+            return
+        if pos > newest:  # the input is late: silence until it catches up
+            self.underruns += 1
+            out.fill(0.0)
+            self._pos = None
+            return
+        error = (min(wanted, newest) - pos) / self.in_rate
+        if abs(error) > self.jump_s:
+            # step only where nothing audible is skipped (a shorter delay) or played twice (a longer one)
+            quiet = self._quiet(min(pos, wanted), abs(wanted - pos) + n * step)
+            self._loud_for = 0.0 if quiet else self._loud_for + n / self.out_rate
+            if quiet or self._loud_for >= self.jump_timeout_s:
+                self._gather(out, pos, step)
+                before = out[:self.crossfade].copy()
+                self._gather(out, wanted, step)
+                self._fade(out, before)
+                self.steps += 1
+                self._loud_for = 0.0
+                self.rate = 1.0
+                self._finish(wanted, wanted + n * step, heard, t0)
+                return
+            rate = 1.0 + math.copysign(self.max_slew, error)
+        elif abs(error) > DEAD_BAND_S:
+            rate = 1.0 + max(-self.max_slew, min(self.max_slew, error))  # error in s: slewed away in about 1 s
+        else:
+            rate = 1.0
+        self.rate = rate
+        self._gather(out, pos, step * rate)
+        self._finish(pos, pos + n * step * rate, heard, t0)
+
+    def _track_floor(self, instant: float, n: int, fresh: bool) -> None:
+        """The shortest delay the buffers allow: the worst recent case of "read the newest whole block" (it saws
+        by a capture block as blocks arrive), held and let down by FLOOR_DECAY, plus half a capture block of
+        margin. Smooth, so a target under it does not make the read speed follow every capture callback. A rise
+        of more than a block and a half while playing is a stalled capture (an underrun to ride out), not the
+        buffers' length; a restart (``fresh``) learns it anew."""
+        held = self._floor_held
+        block = self._block_in / self.in_rate
+        if fresh or held is None:
+            held = instant
+        elif instant > held + 1.5 * block:
+            return
+        elif instant > held:
+            held = instant
+        else:
+            held -= FLOOR_DECAY * n / self.out_rate
+        self._floor_held = held
+        self.floor_delay = held + 0.5 * block + FLOOR_MARGIN
+
+    def _fade(self, out: np.ndarray, before: np.ndarray | None) -> None:
+        """Crossfade the start of ``out`` from ``before`` (the old position's samples; None: from silence)."""
+        k = min(self.crossfade, len(out))
+        fade = self._fade_in[:k]
+        if before is None:
+            out[:k] *= fade
+        else:
+            out[:k] = before[:k] * (1.0 - fade) + out[:k] * fade
+
+    def _finish(self, start: float, next_pos: float, heard: float, t0: float) -> None:
+        self._pos = next_pos
+        self._played_to = next_pos
+        self.actual_delay = heard - (t0 + start / self.in_rate)
+
+    def _gather(self, out: np.ndarray, pos: float, step: float) -> None:
+        """``out`` = the ring read from fractional index ``pos`` every ``step`` input samples (linear
+        interpolation; a plain copy when both are whole numbers at step 1)."""
+        n = len(out)
+        cap = self.capacity
+        if step == 1.0 and pos == int(pos):
+            start = int(pos) % cap
+            first = min(n, cap - start)
+            out[:first] = self._ring[start:start + first]
+            if first < n:
+                out[first:] = self._ring[:n - first]
+            return
+        where = pos + step * np.arange(n, dtype=np.float64)
+        index = np.floor(where)
+        frac = (where - index).astype(np.float32)[:, None]
+        i0 = index.astype(np.int64) % cap
+        i1 = (i0 + 1) % cap
+        ring = self._ring
+        out[:] = ring[i0] + (ring[i1] - ring[i0]) * frac
+
+    def _quiet(self, pos: float, length: float) -> bool:
+        start = int(pos) % self.capacity
+        stop = start + int(length) + 2
+        ring = self._ring
+        if stop <= self.capacity:
+            part = ring[start:stop]
+        else:
+            part = np.concatenate((ring[start:], ring[:stop - self.capacity]))
+        return bool(np.max(np.abs(part), initial=0.0) < self.silence)
