@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Creates .venv and installs Mirage into it, every package at the version requirements.lock pins (hash-checked).
 # Usage: scripts/setup.sh [--latest] [test]
-#   test      also the system packages the tests need (Chromium for the WebRTC page)
+#   test      also the system packages the tests need (Chromium for the WebRTC page, PulseAudio for the sound server
+#             tests/test_av_sync.py starts)
 #   --latest  the newest versions pyproject.toml allows instead of the lock, into .venv-latest (drift found on purpose)
-# Installs the system libraries Qt needs and jemalloc (the app restarts itself on it: engine/host_memory.py) where
-# apt-get exists.
+# Installs the system libraries Qt needs, jemalloc (the app restarts itself on it: engine/host_memory.py) and PortAudio
+# with ALSA's PulseAudio plugin (the Mirage Microphone's audio) where apt-get exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 latest=0
@@ -24,8 +25,8 @@ if command -v apt-get >/dev/null 2>&1; then
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   pkgs="libegl1 libgl1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
         libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libfontconfig1 libdbus-1-3
-        xvfb xauth libjemalloc2"
-  if [ "$extras" = "test" ]; then pkgs="$pkgs chromium chromium-driver"; fi
+        xvfb xauth libjemalloc2 libportaudio2 libasound2-plugins"
+  if [ "$extras" = "test" ]; then pkgs="$pkgs chromium chromium-driver pulseaudio pulseaudio-utils"; fi
   missing=$(for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then
     echo "Installing system packages: $(echo $missing)"

@@ -19,6 +19,7 @@ it wrote with a single assignment after the samples are in place, so neither sid
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 
@@ -32,12 +33,45 @@ DEAD_BAND_S = 0.00025
 SILENCE = 0.01
 #: A timestamp that disagrees with the running clock model by more than this (seconds) restarts the model.
 CLOCK_RESET_S = 0.05
-#: How fast the held shortest-possible delay is let down when the buffers run shorter (seconds per second).
-FLOOR_DECAY = 0.002
-#: Margin kept over the shortest possible delay, besides half a capture block (seconds).
-FLOOR_MARGIN = 0.002
+#: How long the shortest-possible delay remembers its worst case (seconds).
+FLOOR_WINDOW_S = 2.0
+#: Margin kept over the shortest possible delay, besides a capture block (seconds).
+FLOOR_MARGIN = 0.003
 #: How much of each new timestamp the clock model takes (per block): about half a second of averaging at 10 ms.
 CLOCK_SMOOTHING = 0.02
+#: A timestamp off the model by more than CLOCK_RESET_S is a glitch, ignored, unless this many in a row agree.
+CLOCK_RESET_BLOCKS = 5
+
+
+class ClockModel:
+    """A sound card's clock as seen through its timestamps: the time of sample 0, so that sample i is at
+    ``t0 + i / rate``. Each block's timestamp moves the estimate by CLOCK_SMOOTHING of its error (timestamp jitter
+    averages out, a drifting clock is followed); one far off is ignored as a glitch, CLOCK_RESET_BLOCKS far off and
+    close to each other restart the model there (the stream really moved: a start settling, a gap)."""
+
+    def __init__(self) -> None:
+        self.t0: float | None = None
+        self._pending: list[float] = []
+
+    def update(self, observed: float) -> tuple[float, int]:
+        """The model after one block whose sample 0 would be at ``observed``; and 1 when it restarted."""
+        t0 = self.t0
+        if t0 is None:
+            self.t0 = observed
+            return observed, 1
+        if abs(observed - t0) <= CLOCK_RESET_S:
+            self._pending.clear()
+            self.t0 = t0 + CLOCK_SMOOTHING * (observed - t0)
+            return self.t0, 0
+        pending = self._pending
+        if pending and abs(observed - pending[-1]) > CLOCK_RESET_S:
+            pending.clear()
+        pending.append(observed)
+        if len(pending) < CLOCK_RESET_BLOCKS:
+            return t0, 0
+        self.t0 = observed
+        pending.clear()
+        return observed, 1
 
 
 class DelayLine:
@@ -63,13 +97,16 @@ class DelayLine:
         self._ring = np.zeros((self.capacity, self.channels), np.float32)
         #: (samples written in all, ADC time of sample 0 in the clock model): published together, writer only
         self._head: tuple[int, float | None] = (0, None)
-        self._out_t0: float | None = None  # DAC time of output sample 0 in the reader's clock model
+        self._in_clock = ClockModel()  # ADC time of input sample 0
+        self._out_clock = ClockModel()  # DAC time of output sample 0
         self._played = 0  # output samples produced
         self._pos: float | None = None  # fractional input index of the next output sample
         self._loud_for = 0.0  # seconds a pending step has waited for silence
         self._block_in = 0  # the last capture block's length (samples)
+        self._clock_resets = 0  # times the capture clock model started again (a jump in its timestamps)
+        self._floor_resets = 0  # the value of _clock_resets the shortest-delay estimate was learnt under
         self._played_to = 0.0  # the input position after the last block played: a restart never goes back
-        self._floor_held: float | None = None
+        self._floor_window: deque[tuple[int, float]] = deque()  # (output sample, instant): a falling queue
         self.floor_delay = 0.0  # the shortest delay the buffers allow now (seconds)
         self.underruns = 0
         self.overruns = 0
@@ -95,11 +132,8 @@ class DelayLine:
         self._ring[start:start + first] = data[:first]
         if first < n:
             self._ring[:n - first] = data[first:]
-        observed = adc_time - written / self.in_rate
-        if t0 is None or abs(observed - t0) > CLOCK_RESET_S:
-            t0 = observed
-        else:
-            t0 += CLOCK_SMOOTHING * (observed - t0)
+        t0, reset = self._in_clock.update(adc_time - written / self.in_rate)
+        self._clock_resets += reset
         self._block_in = n
         self._head = (written + n, t0)
 
@@ -111,19 +145,20 @@ class DelayLine:
         """Forget everything (a new capture stream starts from scratch); counters stay."""
         self._head = (0, None)
         self._ring.fill(0.0)
+        self._in_clock = ClockModel()
         self._pos = None
-        self._out_t0 = None
+        self._out_clock = ClockModel()
         self._played = 0
         self._played_to = 0.0
-        self._floor_held = None
+        self._floor_window.clear()
         self.actual_delay = None
 
     def restart_output(self) -> None:
         """A new playback stream: its clock starts afresh, the read position is found again from the target."""
         self._pos = None
-        self._out_t0 = None
+        self._out_clock = ClockModel()
         self._played = 0
-        self._floor_held = None
+        self._floor_window.clear()
 
     # ------------------------------------------------------------------------------------------------- reader
     def read(self, out: np.ndarray, dac_time: float, target: float) -> None:
@@ -132,21 +167,20 @@ class DelayLine:
         underrun); afterwards the audio fades back in where the target says, never replaying what was heard."""
         n = len(out)
         written, t0 = self._head
-        observed = dac_time - self._played / self.out_rate
-        if self._out_t0 is None or abs(observed - self._out_t0) > CLOCK_RESET_S:
-            self._out_t0 = observed
-        else:
-            self._out_t0 += CLOCK_SMOOTHING * (observed - self._out_t0)
+        out_t0, _ = self._out_clock.update(dac_time - self._played / self.out_rate)
         self._played += n
         if t0 is None or written == 0:
             out.fill(0.0)
             return
-        heard = self._out_t0 + (self._played - n) / self.out_rate
+        heard = out_t0 + (self._played - n) / self.out_rate
         step = self.in_rate / self.out_rate
         span = (n - 1) * step * (1.0 + self.max_slew) + 2.0  # input samples one block may need
         newest = written - span  # the latest start whose whole block has arrived
         oldest = max(written - self.capacity + 1.0, 0.0)
-        self._track_floor(heard - (t0 + newest / self.in_rate), n, fresh=self._pos is None)
+        resets = self._clock_resets
+        fresh = self._pos is None or resets != self._floor_resets  # a restart, or new capture timestamps
+        self._floor_resets = resets
+        self._track_floor(heard - (t0 + newest / self.in_rate), n, fresh)
         wanted = max((heard - max(target, self.floor_delay) - t0) * self.in_rate, oldest)
         pos = self._pos
         if pos is not None and pos < written - self.capacity + 1.0:  # the writer lapped the reader
@@ -191,23 +225,25 @@ class DelayLine:
         self._finish(pos, pos + n * step * rate, heard, t0)
 
     def _track_floor(self, instant: float, n: int, fresh: bool) -> None:
-        """The shortest delay the buffers allow: the worst recent case of "read the newest whole block" (it saws
-        by a capture block as blocks arrive), held and let down by FLOOR_DECAY, plus half a capture block of
-        margin. Smooth, so a target under it does not make the read speed follow every capture callback. A rise
-        of more than a block and a half while playing is a stalled capture (an underrun to ride out), not the
-        buffers' length; a restart (``fresh``) learns it anew."""
-        held = self._floor_held
+        """The shortest delay the buffers allow: the worst case of "read the newest whole block" (it saws by a
+        capture block as blocks arrive) over the last FLOOR_WINDOW_S, plus a capture block and FLOOR_MARGIN (the capture callbacks' own jitter).
+        Smooth, so a target under it does not make the read speed follow every capture callback; windowed, so
+        the wild timestamps of a stream that is still starting pass. A rise of more than a block and a half over
+        the window's worst while playing is a stalled capture (an underrun to ride out), not the buffers' length;
+        a restart (``fresh``) learns it anew."""
+        window = self._floor_window
         block = self._block_in / self.in_rate
-        if fresh or held is None:
-            held = instant
-        elif instant > held + 1.5 * block:
+        if fresh:
+            window.clear()
+        elif window and instant > window[0][1] + 1.5 * block:
             return
-        elif instant > held:
-            held = instant
-        else:
-            held -= FLOOR_DECAY * n / self.out_rate
-        self._floor_held = held
-        self.floor_delay = held + 0.5 * block + FLOOR_MARGIN
+        now = self._played
+        while window and window[-1][1] <= instant:  # a falling queue: the front is the window's worst
+            window.pop()
+        window.append((now, instant))
+        while now - window[0][0] > FLOOR_WINDOW_S * self.out_rate:
+            window.popleft()
+        self.floor_delay = window[0][1] + block + FLOOR_MARGIN
 
     def _fade(self, out: np.ndarray, before: np.ndarray | None) -> None:
         """Crossfade the start of ``out`` from ``before`` (the old position's samples; None: from silence)."""
