@@ -48,6 +48,7 @@ from mirage_desktop.stages.specs import LIVEPORTRAIT, SCRFD, STAGE_SPECS, stage_
 if TYPE_CHECKING:
     from aiortc import RTCIceServer
 
+    from mirage_desktop.audio.output import MicrophoneOutput
     from mirage_desktop.outputs.recorder import Recorder
     from mirage_desktop.outputs.virtual_camera import VirtualCameraOutput
     from mirage_desktop.webrtc.server import HttpServer
@@ -111,6 +112,7 @@ class Session:
         self.virtual_camera: VirtualCameraOutput | None = None
         self.server: HttpServer | None = None
         self.recorder: Recorder | None = None
+        self.microphone: MicrophoneOutput | None = None
         self._lock = threading.Lock()  # guards the outputs' hand-over against close()
         self._closed = False
         settings.animation = animation_options(settings.animation)
@@ -393,6 +395,33 @@ class Session:
             return f"Sending to {output.device}" + (f" ({output.backend})" if output.backend else ""), False
         return str(output.status or "on").capitalize(), False
 
+    def start_microphone(self) -> MicrophoneOutput:
+        """Slow (makes the virtual microphone): the real microphone, delayed like the video, into the Mirage
+        Microphone (:mod:`mirage_desktop.audio`). Raises with what to install when it cannot be made."""
+        from mirage_desktop.audio.output import MicrophoneOutput
+        from mirage_desktop.audio.sync import VideoDelay, round_trip_while_shown
+
+        s = self.settings
+        round_trip = None if self.remote is None else round_trip_while_shown(self.engine.stages,
+                                                                             self.remote.client.round_trip)
+        output = MicrophoneOutput(s.microphone, VideoDelay(self.engine, lambda: self.virtual_camera, round_trip),
+                                  offset_ms=s.audio_offset_ms)
+        try:
+            output.start()
+        except BaseException:
+            self._remember(virtual_microphone=False)
+            raise
+        self._attach(output, "microphone")
+        self._remember(virtual_microphone=True)
+        return output
+
+    def stop_microphone(self) -> None:
+        with self._lock:
+            output, self.microphone = self.microphone, None
+        if output is not None:
+            self.engine.remove_output(output)  # also closes it and removes the virtual device
+        self._remember(virtual_microphone=False)
+
     def start_http(self, *, ssl_context: ssl.SSLContext | None = None,
                    ice_servers: Sequence[RTCIceServer] = ()) -> HttpServer:
         """Slow (binds the port, starts the loop): serve /health, /metrics and WebRTC, over HTTPS with
@@ -433,7 +462,7 @@ class Session:
         self._attach(recorder, "recorder")
         return recorder
 
-    def _attach(self, output: VirtualCameraOutput | Recorder, slot: str) -> None:
+    def _attach(self, output: VirtualCameraOutput | Recorder | MicrophoneOutput, slot: str) -> None:
         with self._lock:
             if self._closed:
                 output.close()
@@ -468,3 +497,4 @@ class Session:
             self.remote.stop()
         self.virtual_camera = None
         self.recorder = None
+        self.microphone = None

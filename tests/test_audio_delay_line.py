@@ -201,11 +201,11 @@ def test_a_target_below_what_the_buffers_allow_plays_as_early_as_it_can() -> Non
 
 def test_a_stalled_capture_underruns_and_recovers() -> None:
     line = DelayLine(RATE)
-    out, t = run(line, ramp(6), lambda _t: 0.06, seconds=5.0, stall=(2.0, 2.5))
+    out, t = run(line, ramp(6), lambda _t: 0.08, seconds=5.0, stall=(2.0, 2.5))
     assert line.underruns > 0
     d = delays(out, t)
     late = t >= 3.0
-    assert np.abs(d[late] - 0.06).max() < 1e-4
+    assert np.abs(d[late] - 0.08).max() < 1e-4
     stalled = (t >= 2.1) & (t < 2.4)
     assert np.all(out[stalled] == 0.0)
     resumed = out[t >= 2.4] * SCALE
