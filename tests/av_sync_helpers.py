@@ -48,51 +48,73 @@ def pulseaudio_missing() -> str:
     return "" if shutil.which("pulseaudio") else "pulseaudio is not installed (scripts/setup.sh test installs it)"
 
 
-@contextmanager
-def private_pulseaudio(root: Path) -> Iterator[str]:
-    """A PulseAudio server of its own (user mode, no hardware, anonymous socket under ``root``) with the null sink
-    :data:`MIC_SINK`; yields its address, also set as ``PULSE_SERVER`` for this process (the app's sound server
-    calls and PortAudio's 'pulse' device both follow it) while it runs."""
-    root.mkdir(parents=True, exist_ok=True)
-    socket = root / "native"
-    config = root / "server.pa"
-    config.write_text(f"load-module module-native-protocol-unix socket={socket} auth-anonymous=1\n"
-                      f"load-module module-null-sink sink_name={MIC_SINK} rate={RATE} channels=1 channel_map=mono "
-                      "sink_properties='device.description=\"Test microphone\"'\n", encoding="utf-8")
-    env = dict(os.environ, HOME=str(root), XDG_RUNTIME_DIR=str(root), PULSE_RUNTIME_PATH=str(root / "runtime"),
-               PULSE_STATE_PATH=str(root / "state"))
-    env.pop("PULSE_SERVER", None)
-    log = open(root / "pulseaudio.log", "wb")
-    proc = subprocess.Popen(["pulseaudio", "--daemonize=no", "--system=false", "--exit-idle-time=-1",
-                             "--disallow-exit", "--use-pid-file=false", "-n", "-F", str(config),
-                             "--log-target=stderr"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    address = f"unix:{socket}"
-    saved = os.environ.get("PULSE_SERVER")
-    os.environ["PULSE_SERVER"] = address
-    try:
+class PrivatePulseAudio:
+    """A PulseAudio server of its own (user mode, no hardware, an anonymous socket under ``root``) with the null
+    sink :data:`MIC_SINK`; :meth:`restart` stops it and starts a fresh one on the same socket (a sound server
+    restarting under the app)."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.address = f"unix:{root / 'native'}"
+        self.config = root / "server.pa"
+        self.config.write_text(
+            f"load-module module-native-protocol-unix socket={root / 'native'} auth-anonymous=1\n"
+            f"load-module module-null-sink sink_name={MIC_SINK} rate={RATE} channels=1 channel_map=mono "
+            "sink_properties='device.description=\"Test microphone\"'\n", encoding="utf-8")
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = dict(os.environ, HOME=str(self.root), XDG_RUNTIME_DIR=str(self.root),
+                   PULSE_RUNTIME_PATH=str(self.root / "runtime"), PULSE_STATE_PATH=str(self.root / "state"))
+        env.pop("PULSE_SERVER", None)
+        with open(self.root / "pulseaudio.log", "ab") as log:
+            self._proc = subprocess.Popen(["pulseaudio", "--daemonize=no", "--system=false", "--exit-idle-time=-1",
+                                           "--disallow-exit", "--use-pid-file=false", "-n", "-F", str(self.config),
+                                           "--log-target=stderr"], env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20.0
-        while not _answers(address):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"PulseAudio did not start: {(root / 'pulseaudio.log').read_text()[-2000:]}")
+        while not self.pactl("info"):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"PulseAudio did not start: {(self.root / 'pulseaudio.log').read_text()[-2000:]}")
             time.sleep(0.1)
-        yield address
-    finally:
-        if saved is None:
-            os.environ.pop("PULSE_SERVER", None)
-        else:
-            os.environ["PULSE_SERVER"] = saved
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
-        log.close()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def pactl(self, *args: str) -> str:
+        """``pactl`` on this server: its output, or "" when it failed."""
+        r = subprocess.run(["pactl", "--server", self.address, *args], capture_output=True, text=True, timeout=10)
+        return r.stdout if r.returncode == 0 else ""
 
 
-def _answers(address: str) -> bool:
-    r = subprocess.run(["pactl", "--server", address, "info"], capture_output=True, timeout=10)
-    return r.returncode == 0
+@contextmanager
+def private_pulseaudio(root: Path) -> Iterator[PrivatePulseAudio]:
+    """A :class:`PrivatePulseAudio` running, and set as ``PULSE_SERVER`` for this process (the app's sound server
+    calls and PortAudio's 'pulse' device both follow it; so do subprocesses started meanwhile)."""
+    server = PrivatePulseAudio(root)
+    saved = os.environ.get("PULSE_SERVER")
+    os.environ["PULSE_SERVER"] = server.address
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        if saved is None:
+            os.environ.pop("PULSE_SERVER", None)
+        else:
+            os.environ["PULSE_SERVER"] = saved
 
 
 # ----------------------------------------------------------------------------------------------------- picture

@@ -14,6 +14,7 @@ which no software measures, usually covers it.)
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from av_sync_helpers import (
     FlashCamera,
     FlashSource,
     MicRecorder,
+    PrivatePulseAudio,
     offsets,
     private_pulseaudio,
     pulseaudio_missing,
@@ -48,9 +50,9 @@ LATE_LIMIT_S = 0.060  # EBU R37: sound later than the picture by more is noticed
 
 
 @pytest.fixture(scope="module")
-def pulse(tmp_path_factory: pytest.TempPathFactory) -> str:
-    with private_pulseaudio(tmp_path_factory.mktemp("pulse")) as address:
-        yield address
+def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePulseAudio]:
+    with private_pulseaudio(tmp_path_factory.mktemp("pulse")) as server:
+        yield server
 
 
 def run_case(seconds: float, stage: FifoDelayStage | None = None,
@@ -95,7 +97,7 @@ def assert_in_sync(measured: list[tuple[float, float]], after: float) -> None:
     assert p95 <= GOAL_P95_S, f"|offset| P95 {p95 * 1000:.1f} ms; offsets (ms): {np.round(settled * 1000, 1)}"
 
 
-def test_avatar_off_the_voice_plays_as_early_as_the_sound_chain_allows(pulse: str) -> None:
+def test_avatar_off_the_voice_plays_as_early_as_the_sound_chain_allows(pulse: PrivatePulseAudio) -> None:
     measured, stats = run_case(12.0)
     settled = np.array([value for t, value in measured if t >= SETTLE_S])
     assert len(settled) >= 15
@@ -105,12 +107,12 @@ def test_avatar_off_the_voice_plays_as_early_as_the_sound_chain_allows(pulse: st
                                                                                     stats)
 
 
-def test_a_150_ms_stage_delays_the_voice_as_much(pulse: str) -> None:
+def test_a_150_ms_stage_delays_the_voice_as_much(pulse: PrivatePulseAudio) -> None:
     measured, _ = run_case(12.0, FifoDelayStage(0.15))
     assert_in_sync(measured, SETTLE_S)
 
 
-def test_a_delay_that_changes_mid_run_is_followed(pulse: str) -> None:
+def test_a_delay_that_changes_mid_run_is_followed(pulse: PrivatePulseAudio) -> None:
     # not whole frame intervals (33 ms), where a flash's frame would come out one early or one late at random
     stage = FifoDelayStage(0.09)
     measured, _ = run_case(20.0, stage, change=(8.0, 0.24))
