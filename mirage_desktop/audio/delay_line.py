@@ -261,23 +261,27 @@ class DelayLine:
 
     def _gather(self, out: np.ndarray, pos: float, step: float) -> None:
         """``out`` = the ring read from fractional index ``pos`` every ``step`` input samples (linear
-        interpolation; a plain copy when both are whole numbers at step 1)."""
+        interpolation; a plain copy when ``pos`` is whole at step 1)."""
         n = len(out)
         cap = self.capacity
-        if step == 1.0 and pos == int(pos):
-            start = int(pos) % cap
-            first = min(n, cap - start)
-            out[:first] = self._ring[start:start + first]
-            if first < n:
-                out[first:] = self._ring[:n - first]
-            return
+        ring = self._ring
+        if step == 1.0:
+            whole = math.floor(pos)
+            frac = pos - whole
+            start = whole % cap
+            if frac == 0.0 and start + n <= cap:
+                out[:] = ring[start:start + n]
+                return
+            if start + n + 1 <= cap:  # at rest between two samples: two slices, no index arrays
+                np.multiply(ring[start:start + n], 1.0 - frac, out=out)
+                out += ring[start + 1:start + n + 1] * frac
+                return
         where = pos + step * np.arange(n, dtype=np.float64)
         index = np.floor(where)
-        frac = (where - index).astype(np.float32)[:, None]
+        weight = (where - index).astype(np.float32)[:, None]
         i0 = index.astype(np.int64) % cap
         i1 = (i0 + 1) % cap
-        ring = self._ring
-        out[:] = ring[i0] + (ring[i1] - ring[i0]) * frac
+        out[:] = ring[i0] + (ring[i1] - ring[i0]) * weight
 
     def _quiet(self, pos: float, length: float) -> bool:
         start = int(pos) % self.capacity

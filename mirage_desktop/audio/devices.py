@@ -161,7 +161,10 @@ def find_output(part: str) -> StreamDevice | None:
 
 
 def output_channels(device: StreamDevice) -> int:
-    """Stereo where the device has it (virtual cables expect it; the mono voice goes to both), else mono."""
+    """Mono into the sound server's sink (the Mirage Microphone is mono); stereo into a virtual cable that has it
+    (they expect it; the mono voice goes to both)."""
+    if device.server_name is not None:
+        return 1
     info = portaudio().query_devices(device.index)
     return 2 if int(info["max_output_channels"]) >= 2 else 1
 

@@ -39,11 +39,11 @@ logger = logging.getLogger(__name__)
 #: The longest delay the voice is given (a CPU-only avatar can lag more; the voice then lags less than the face).
 MAX_DELAY_S = 2.5
 SMOOTHING_S = 1.0  # the video's delay is the median over this long
-POLL_S = 0.04  # how often the supervisor looks
+POLL_S = 0.1  # how often the supervisor looks (the delay is smoothed over a second anyway)
 STALL_S = 1.0  # a stream that has not called back for this long is lost
 START_GRACE_S = 3.0  # a new stream may take this long to call back first (PulseAudio takes over a second)
 FLAG_GRACE_S = 0.5  # PortAudio's under/overflow flags while a stream starts are its priming, not dropouts
-CHECK_S = 1.0  # how often the devices are checked to be still there
+CHECK_S = 2.0  # how often the devices are checked to be still there
 RETRY_S = 1.0
 RATES = (48000, 44100)
 BLOCK_S = 0.01
@@ -216,7 +216,7 @@ class MicrophonePipe:
         if self._in_tid is None:
             self._in_tid = threading.get_native_id()
         self._in_seen = now
-        if status.input_overflow and now - self._in_opened > FLAG_GRACE_S:
+        if status and status.input_overflow and now - self._in_opened > FLAG_GRACE_S:
             self._flags[0] += 1
         adc = time_info.inputBufferAdcTime or time_info.currentTime - frames / self._in_rate
         self._line.write(indata, adc)
@@ -230,7 +230,7 @@ class MicrophonePipe:
         if self._out_tid is None:
             self._out_tid = threading.get_native_id()
         self._out_seen = now
-        if status.output_underflow and now - self._out_opened > FLAG_GRACE_S:
+        if status and status.output_underflow and now - self._out_opened > FLAG_GRACE_S:
             self._flags[1] += 1
         mono = self._mono
         if len(mono) != frames:

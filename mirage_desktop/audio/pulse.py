@@ -30,6 +30,10 @@ def is_mirage_source(name: str) -> bool:
     return name == SOURCE_NAME or name.startswith(SINK_NAME)
 
 
+#: pulsectl's errors that are the server's answer (no such entity, refused), not a lost connection
+ANSWERS = ("PulseIndexError", "PulseOperationFailed", "PulseOperationInvalid")
+
+
 class SoundServerError(RuntimeError):
     """The sound server cannot be reached or refused a request; the message says which and what to do."""
 
@@ -61,6 +65,8 @@ class SoundServer:
                 except SoundServerError:
                     raise
                 except Exception as exc:  # pulsectl's errors, a dropped connection: once more on a new one
+                    if type(exc).__name__ in ANSWERS:  # the server said no: the connection is fine
+                        raise SoundServerError(f"The sound server refused {method}: {exc}") from exc
                     self._drop()
                     if attempt:
                         raise SoundServerError(f"The sound server refused {method}: {exc}") from exc
@@ -91,10 +97,14 @@ class SoundServer:
         return str(info.default_sink_name or ""), str(info.default_source_name or "")
 
     def has_source(self, name: str) -> bool:
-        return any(s.name == name for s in self._call("source_list"))
-
-    def has_sink(self, name: str) -> bool:
-        return any(s.name == name for s in self._call("sink_list"))
+        """Whether the source exists (one lookup; the audio thread asks once a few seconds)."""
+        try:
+            self._call("get_source_by_name", name)
+        except SoundServerError as exc:
+            if _no_such_entity(exc):
+                return False
+            raise
+        return True
 
     def modules(self) -> list[tuple[int, str, str]]:
         """(index, module name, its arguments) of every loaded module."""
@@ -121,6 +131,11 @@ def _connect(client_name: str) -> Any:
         return pulsectl.Pulse(client_name)
     except Exception as exc:
         raise SoundServerError(f"No sound server answers ({exc}). {PULSE_HINT}") from exc
+
+
+def _no_such_entity(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    return cause is not None and type(cause).__name__ == "PulseIndexError"
 
 
 def _is_monitor(source: Any) -> bool:
