@@ -415,6 +415,18 @@ class Session:
         self._remember(virtual_microphone=True)
         return output
 
+    def set_microphone_device(self, spec: str) -> None:
+        """Capture from ``spec`` (as ``--microphone`` takes it) from now on, and remember it."""
+        self.settings.microphone = spec
+        if self.microphone is not None:
+            self.microphone.pipe.set_microphone(spec)
+
+    def set_audio_offset(self, offset_ms: float) -> None:
+        """The user's correction of the voice's delay (positive: later), at once, and remembered."""
+        self.settings.audio_offset_ms = float(offset_ms)
+        if self.microphone is not None:
+            self.microphone.pipe.set_offset_ms(offset_ms)
+
     def stop_microphone(self) -> None:
         with self._lock:
             output, self.microphone = self.microphone, None

@@ -35,6 +35,7 @@ from mirage_desktop.ui.banner import MessageBanner
 from mirage_desktop.ui.controls import VIDEO_FILE, ControlsPanel
 from mirage_desktop.ui.downloads import ModelDownload
 from mirage_desktop.ui.geometry import restore_geometry, save_geometry
+from mirage_desktop.ui.audio_panel import AudioCard, AudioController
 from mirage_desktop.ui.latency_panel import UPDATE_INTERVAL_S, LatencyPanel
 from mirage_desktop.ui.outputs_panel import OutputsController
 from mirage_desktop.ui.preview import FrameBridge, PreviewWidget
@@ -122,6 +123,10 @@ class MainWindow(QMainWindow):
         self.avatars.message.connect(self.show_message)
         self.outputs = OutputsController(self.session, self.controls, self.pool, self.save, self)
         self.outputs.message.connect(self.show_message)
+        audio_card = AudioCard()  # under Outputs (before the panel's closing stretch)
+        self.controls.layout().insertWidget(self.controls.layout().count() - 1, audio_card)
+        self.audio = AudioController(self.session, audio_card, self.pool, self.save, self)
+        self.audio.message.connect(self.show_message)
         self._connect_controls()
         self._build_shortcuts()
         self.menuBar().addAction("Engine...", lambda: choose_engine(self))  # this computer or a remote engine
@@ -162,7 +167,7 @@ class MainWindow(QMainWindow):
             if self._shut_down:
                 return
             message = self._open_session(self.settings.source)
-            for controller in (self.avatars, self.outputs):
+            for controller in (self.avatars, self.outputs, self.audio):
                 controller.session = self.session
             if message:
                 self.show_message("error", message)
@@ -171,6 +176,7 @@ class MainWindow(QMainWindow):
             self.pool.run(self.session.start, on_result=self._on_engine_started, on_error=self._on_engine_failed)
             self._stats_timer.start()
             self.outputs.restore()
+            self.audio.restore()
 
         self.pool.run(old.close, on_result=reopen,
                       on_error=lambda exc: (self.show_message("warning", f"Closing the previous engine: {exc}"),
@@ -299,6 +305,7 @@ class MainWindow(QMainWindow):
         self.scan_cameras()
         self._stats_timer.start()
         self.outputs.restore()
+        self.audio.restore()
 
     @Slot(object)
     def _on_engine_started(self, _result: object) -> None:
@@ -387,6 +394,7 @@ class MainWindow(QMainWindow):
         if not reason and vcam_error:
             reason = f"Virtual camera: {vcam_error}"
         self.outputs.refresh()
+        self.audio.refresh()
         self.status_reason.setText(reason)
         self.status_reason.setToolTip(reason)
         self.status_fps.setText(f"{stats.get('fps_out', 0.0):.1f} fps")
