@@ -146,7 +146,7 @@ class MicrophonePipe:
         self._taps = (*self._taps, tap)
 
     def remove_tap(self, tap: AudioTap) -> None:
-        self._taps = tuple(t for t in self._taps if t is not tap)
+        self._taps = tuple(t for t in self._taps if t != tap)  # bound methods are equal, never identical
 
     # -------------------------------------------------------------------------------------------------- stats
     @property
