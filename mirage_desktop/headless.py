@@ -111,7 +111,12 @@ def run_headless(settings: Settings, args: argparse.Namespace) -> int:
         from mirage_desktop.audio.devices import list_microphones, microphone_lines
         from mirage_desktop.audio.virtual_mic import sound_server
 
-        print("\n".join(microphone_lines(list_microphones(sound_server()))))
+        server = sound_server()
+        try:
+            print("\n".join(microphone_lines(list_microphones(server))))
+        finally:
+            if server is not None:
+                server.close()
         return 0
     try:
         enabled = parse_enable(args.enable) if args.enable else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgressBar, QSlider, QToolButton, QWidget
 
 from mirage_desktop.audio.devices import DEFAULT, Microphone, list_microphones
@@ -23,6 +23,7 @@ from mirage_desktop.ui.workers import WorkerPool
 #: The offset slider's range (ms): earlier by up to a camera's typical lag, later by a few frames' worth.
 OFFSET_RANGE_MS = (-200, 300)
 METER_FLOOR_DB = -60
+SAVE_DELAY_MS = 500
 
 
 def delay_text(stats: dict[str, Any]) -> str:
@@ -139,6 +140,10 @@ class AudioController(QObject):
         self._pool = pool
         self._save = save
         self._starting = False
+        self._save_soon = QTimer(self)  # the slider moves in many small steps: one save once it rests
+        self._save_soon.setSingleShot(True)
+        self._save_soon.setInterval(SAVE_DELAY_MS)
+        self._save_soon.timeout.connect(save)
         card.enabled_toggled.connect(self.set_enabled)
         card.microphone_chosen.connect(self.choose_microphone)
         card.offset_changed.connect(self.set_offset)
@@ -154,11 +159,12 @@ class AudioController(QObject):
 
     @Slot()
     def rescan(self) -> None:
+        server = sound_server()
         try:
-            microphones = list_microphones(sound_server())
-        except Exception as exc:  # noqa: BLE001 - no sound at all: the chooser stays with the default
-            microphones = []
-            self.card.show_state(self.card.enabled.isChecked(), str(exc), error=True)
+            microphones = list_microphones(server)
+        finally:
+            if server is not None:
+                server.close()
         self.card.set_microphones(microphones, self.session.settings.microphone)
 
     @Slot(bool)
@@ -196,8 +202,8 @@ class AudioController(QObject):
 
     @Slot(int)
     def set_offset(self, offset_ms: int) -> None:
-        self.session.set_audio_offset(offset_ms)
-        self._save()
+        self.session.set_audio_offset(offset_ms)  # heard at once
+        self._save_soon.start()
 
     def refresh(self) -> None:
         """Show the audio thread's live state (called on the window's stats tick)."""
