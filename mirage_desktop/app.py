@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, help="output height (default 720)")
     p.add_argument("--fps", type=float, help="output frame rate (default 30)")
     p.add_argument("--virtual-camera", action="store_true", help="send the output to the 'Mirage' virtual camera")
+    p.add_argument("--virtual-microphone", action="store_true",
+                   help="play the microphone, delayed to match the video, into the 'Mirage Microphone'")
+    p.add_argument("--microphone", metavar="DEVICE", help="the real microphone, as the sound server or PortAudio "
+                   "names it ('list' prints the choices; default: settings, else the system's default)")
+    p.add_argument("--audio-offset-ms", type=float, metavar="N", help="added to the video's delay for the voice "
+                   "(positive: later; default: settings, else 0)")
     p.add_argument("--http-port", type=int, metavar="PORT", help="start the HTTP/WebRTC server on this port")
     p.add_argument("--http-host", metavar="ADDR", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--token", help="WebRTC/API token (default: MIRAGE_TOKEN or the saved one)")
@@ -70,6 +76,7 @@ def apply_args(settings: Settings, args: argparse.Namespace) -> None:
         "fps": args.fps, "http_host": args.http_host, "http_port": args.http_port, "token": args.token,
         "liveportrait_backend": getattr(args, "backend", None),
         "liveportrait_precision": getattr(args, "precision", None),
+        "microphone": getattr(args, "microphone", None), "audio_offset_ms": getattr(args, "audio_offset_ms", None),
     }
     for name, value in flags.items():
         if value is not None:
@@ -93,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(settings.log_dir, verbose=args.verbose)
     apply_args(settings, args)
-    if args.headless:
+    if args.headless or args.microphone == "list":
         from mirage_desktop.headless import run_headless
 
         return run_headless(settings, args)

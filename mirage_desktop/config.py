@@ -112,6 +112,9 @@ class Settings:
     keep_avatar_aspect: bool = False
     fallback: str = "avatar"  # what a lost face shows after the grace period: "avatar" or "passthrough"
     virtual_camera: bool = False
+    virtual_microphone: bool = False  # the Mirage Microphone: the real one delayed to match the video
+    microphone: str = "default"  # the real microphone, as the sound server or PortAudio names it
+    audio_offset_ms: float = 0.0  # added to the video's delay for the voice (positive: later)
     http_host: str = "127.0.0.1"
     http_port: int = 8765
     http_enabled: bool = False

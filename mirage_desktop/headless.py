@@ -109,6 +109,17 @@ def restore_signals(previous: dict[int, Any]) -> None:
 def run_headless(settings: Settings, args: argparse.Namespace) -> int:
     """Run until --seconds/--frames, the end of a non-looping source, or Ctrl+C or another stop signal; exit code
     0."""
+    if getattr(args, "microphone", None) == "list":
+        from mirage_desktop.audio.devices import list_microphones, microphone_lines
+        from mirage_desktop.audio.virtual_mic import sound_server
+
+        server = sound_server()
+        try:
+            print("\n".join(microphone_lines(list_microphones(server))))
+        finally:
+            if server is not None:
+                server.close()
+        return 0
     try:
         enabled = parse_enable(args.enable) if args.enable else None
         if args.stats_json:
@@ -225,6 +236,11 @@ def _prepare(session: Session, args: argparse.Namespace, *, avatar_sent: bool = 
             session.start_virtual_camera()
         except Exception as exc:  # print the fix and carry on without it (exit code stays 0)
             print(f"mirage: virtual camera not started: {exc}", file=sys.stderr)
+    if getattr(args, "virtual_microphone", False):
+        try:
+            session.start_microphone()
+        except Exception as exc:  # print the fix and carry on without it (exit code stays 0)
+            print(f"mirage: Mirage Microphone not started: {exc}", file=sys.stderr)
     if args.http_port is not None and not _start_http(session, args):
         return 2
     return 0

@@ -47,6 +47,7 @@ from mirage_desktop.stages.specs import SCRFD, stage_spec
 if TYPE_CHECKING:
     from aiortc import RTCIceServer
 
+    from mirage_desktop.audio.output import MicrophoneOutput
     from mirage_desktop.outputs.recorder import Recorder
     from mirage_desktop.outputs.virtual_camera import VirtualCameraOutput
     from mirage_desktop.api.server import HttpServer
@@ -86,6 +87,7 @@ class Session:
         self.virtual_camera: VirtualCameraOutput | None = None
         self.server: HttpServer | None = None
         self.recorder: Recorder | None = None
+        self.microphone: MicrophoneOutput | None = None
         self._lock = threading.Lock()  # guards the outputs' hand-over against close()
         self._closed = False
         self.setup_warnings: list[Check] | None = None  # the doctor's word on an unused GPU, at the first start
@@ -271,6 +273,45 @@ class Session:
             return f"Sending to {output.device}" + (f" ({output.backend})" if output.backend else ""), False
         return str(output.status or "on").capitalize(), False
 
+    def start_microphone(self) -> MicrophoneOutput:
+        """Slow (makes the virtual microphone): the real microphone, delayed like the video, into the Mirage
+        Microphone (:mod:`mirage_desktop.audio`). Raises with what to install when it cannot be made."""
+        from mirage_desktop.audio.output import MicrophoneOutput
+        from mirage_desktop.audio.sync import VideoDelay, round_trip_while_shown
+
+        s = self.settings
+        round_trip = None if self.remote is None else round_trip_while_shown(self.engine.stages,
+                                                                             self.remote.client.round_trip)
+        output = MicrophoneOutput(s.microphone, VideoDelay(self.engine, lambda: self.virtual_camera, round_trip),
+                                  offset_ms=s.audio_offset_ms)
+        try:
+            output.start()
+        except BaseException:
+            self._remember(virtual_microphone=False)
+            raise
+        self._attach(output, "microphone")
+        self._remember(virtual_microphone=True)
+        return output
+
+    def set_microphone_device(self, spec: str) -> None:
+        """Capture from ``spec`` (as ``--microphone`` takes it) from now on, and remember it."""
+        self.settings.microphone = spec
+        if self.microphone is not None:
+            self.microphone.pipe.set_microphone(spec)
+
+    def set_audio_offset(self, offset_ms: float) -> None:
+        """The user's correction of the voice's delay (positive: later), at once, and remembered."""
+        self.settings.audio_offset_ms = float(offset_ms)
+        if self.microphone is not None:
+            self.microphone.pipe.set_offset_ms(offset_ms)
+
+    def stop_microphone(self) -> None:
+        with self._lock:
+            output, self.microphone = self.microphone, None
+        if output is not None:
+            self.engine.remove_output(output)  # also closes it and removes the virtual device
+        self._remember(virtual_microphone=False)
+
     def start_http(self, *, ssl_context: ssl.SSLContext | None = None,
                    ice_servers: Sequence[RTCIceServer] = ()) -> HttpServer:
         """Slow (binds the port, starts the loop): serve /health, /metrics and WebRTC, over HTTPS with
@@ -312,7 +353,7 @@ class Session:
         self._attach(recorder, "recorder")
         return recorder
 
-    def _attach(self, output: VirtualCameraOutput | Recorder, slot: str) -> None:
+    def _attach(self, output: VirtualCameraOutput | Recorder | MicrophoneOutput, slot: str) -> None:
         with self._lock:
             if self._closed:
                 output.close()
@@ -353,3 +394,4 @@ class Session:
         self.control.close()  # the engine, and a remote engine's link after its last figures
         self.virtual_camera = None
         self.recorder = None
+        self.microphone = None

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Creates .venv and installs Mirage into it, every package at the version requirements.lock pins (hash-checked).
 # Usage: scripts/setup.sh [--latest] [--cuda 12|13|cpu] [test]
-#   test      also the system packages the tests need (Chromium for the WebRTC page)
+#   test      also the system packages the tests need (Chromium for the WebRTC page, PulseAudio for the sound server
+#             tests/test_av_sync.py starts)
 #   --latest  the newest versions pyproject.toml allows instead of the lock, into .venv-latest (drift found on purpose)
 #   --cuda    the GPU line, instead of the one the NVIDIA driver runs (nvidia-smi): 13 (driver R580 or newer: torch
 #             cu130 and the lock's onnxruntime-gpu), 12 (R525 to R579: torch cu126 and onnxruntime-gpu 1.26.0, the
 #             last on CUDA 12), or cpu (no NVIDIA driver: torch 2.13.0 from the default index, then the lock)
-# Installs the system libraries Qt needs where apt-get exists.
+# Installs the system libraries Qt needs and PortAudio with ALSA's PulseAudio plugin (the Mirage Microphone's
+# audio) where apt-get exists.
 # mirage_desktop/doctor/lines.py holds the same versions (tests/test_doctor_lines.py compares).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,8 +47,8 @@ if command -v apt-get >/dev/null 2>&1; then
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   pkgs="libegl1 libgl1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
         libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libfontconfig1 libdbus-1-3
-        xvfb xauth"
-  if [ "$extras" = "test" ]; then pkgs="$pkgs chromium chromium-driver"; fi
+        xvfb xauth libportaudio2 libasound2-plugins"
+  if [ "$extras" = "test" ]; then pkgs="$pkgs chromium chromium-driver pulseaudio pulseaudio-utils"; fi
   missing=$(for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then
     echo "Installing system packages: $(echo $missing)"

@@ -136,6 +136,27 @@ class EngineCollector(Collector):
                        web.get("bytes_sent", 0))
         yield _counter("mirage_webrtc_peers_rejected_total", "Offers refused because the server was full.",
                        web.get("rejected", 0))
+        yield from audio_metrics(stats.outputs.get("microphone"))
+
+
+def audio_metrics(audio: Mapping[str, Any] | None) -> Iterator[Metric]:
+    """The Mirage Microphone's figures (absent while it is off): the delay it aims at and plays with, and its
+    dropouts."""
+    if not audio:
+        return
+    yield GaugeMetricFamily("mirage_audio_running", "1 while the Mirage Microphone plays the microphone.",
+                            value=1.0 if audio.get("status") == "running" else 0.0)
+    yield GaugeMetricFamily("mirage_audio_delay_target_seconds",
+                            "The delay the voice should have: the video's plus the offset.",
+                            value=_seconds(audio.get("delay_target_ms")))
+    yield GaugeMetricFamily("mirage_audio_delay_actual_seconds", "The delay the voice has now (NaN while silent).",
+                            value=_seconds(audio.get("delay_actual_ms")))
+    yield _counter("mirage_audio_underruns_total", "Audio blocks played as silence because they came late.",
+                   audio.get("underruns", 0))
+    yield _counter("mirage_audio_overruns_total", "Audio overwritten or lost before it was played.",
+                   audio.get("overruns", 0))
+    yield _counter("mirage_audio_dropped_blocks_total", "Microphone blocks that reached no virtual microphone.",
+                   audio.get("dropped_blocks", 0))
 
 
 def _counter(name: str, help_text: str, value: Any) -> CounterMetricFamily:

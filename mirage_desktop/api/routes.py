@@ -140,6 +140,10 @@ class Routes:
             "max_peers": self.registry.max_peers,
             "setup_warnings": self.setup_warnings(),  # a GPU there but unused: the doctor's check with its fix
         }
+        audio = stats.outputs.get("microphone")
+        if audio:  # the Mirage Microphone, while it is on
+            body["audio"] = {k: audio.get(k) for k in ("status", "delay_target_ms", "delay_actual_ms", "underruns",
+                                                      "overruns", "dropped_blocks")}
         return web.json_response(body)
 
     async def metrics_text(self, request: web.Request) -> web.Response:

@@ -45,6 +45,11 @@ class LatencyWindow:
     def count(self) -> int:
         return self._n
 
+    def latest(self) -> float | None:
+        """The newest sample (seconds), or None before the first."""
+        n = self._n
+        return float(self._ring[(n - 1) % self._size]) if n else None
+
     def values(self) -> np.ndarray:
         """A copy of the samples currently in the window (oldest order not guaranteed)."""
         n = min(self._n, self._size)

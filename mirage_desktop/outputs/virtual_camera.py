@@ -92,6 +92,9 @@ class VirtualCameraOutput(Output):
         self.restarts = 0
         self.send_latency = LatencyWindow()  # conversion + device write of a new frame
         self.capture_latency = LatencyWindow()  # from the source delivering the frame to the device write
+        #: the age of what the newest frame written shows (its content's capture, an avatar result's frame
+        #: for an asynchronous stage) at the write, in seconds: the delay the Mirage Microphone gives the voice
+        self.shown_age: float | None = None
         self.rate = RateMeter()
         self._slot: LatestSlot[Frame] = LatestSlot()
         self._stop = threading.Event()
@@ -275,6 +278,7 @@ class VirtualCameraOutput(Output):
                 self.frames_new += 1
                 self.send_latency.add(t1 - t0)
                 self.capture_latency.add(t1 - frame.t_capture)
+                self.shown_age = t1 - (frame.t_capture if frame.t_content is None else frame.t_content)
                 wait_more = grace
             else:
                 self.frames_repeated += 1

@@ -247,6 +247,11 @@ class ControlsPanel(QWidget):
         outputs.body.addLayout(token_row)
         layout.addWidget(outputs)
         layout.addStretch(1)
+        self._cards = layout
+
+    def add_card(self, card: QWidget) -> None:
+        """Another card at the end of the panel (above its closing stretch): the Audio card under Outputs."""
+        self._cards.insertWidget(self._cards.count() - 1, card)
 
     # ------------------------------------------------------------------------------------------------ source
     def set_sources(self, cameras: list[int], current: str) -> None:

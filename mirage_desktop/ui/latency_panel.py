@@ -21,7 +21,10 @@ UPDATE_INTERVAL_S = 0.5
 HISTORY_POINTS = int(HISTORY_SECONDS / UPDATE_INTERVAL_S)
 
 #: Colours by series; unknown stages take the next free one.
-SERIES_COLORS: dict[str, str] = {"end_to_end": "#e8eaf0", "scrfd": "#4fc3f7", "liveportrait": "#ffb74d"}
+SERIES_COLORS: dict[str, str] = {"end_to_end": "#e8eaf0", "scrfd": "#4fc3f7", "liveportrait": "#ffb74d",
+                                 "audio_delay": "#81c784"}
+#: The Mirage Microphone's line: the delay the voice has, while it is on (a gap while it is off).
+AUDIO_SERIES = "audio_delay"
 _SPARE_COLORS = ("#81c784", "#ba68c8", "#f06292", "#aed581")
 PLOT_BACKGROUND = "#15171c"
 
@@ -148,6 +151,11 @@ class LatencyPanel(QWidget):
                 series.push(_ms(entry.latency.p50_ms), _ms(entry.latency.p95_ms), x)
             else:  # off or not running: a gap, not a stale line
                 series.push(math.nan, math.nan, x)
+        audio = stats.outputs.get("microphone")
+        if audio is not None or AUDIO_SERIES in self.series:
+            series = self.series.get(AUDIO_SERIES) or self._add_series(AUDIO_SERIES, "Audio delay")
+            audio = audio or {}
+            series.push(_ms(audio.get("delay_actual_ms")), math.nan, x)
         self.updates += 1
 
         fps_out = float(stats.fps_out or 0.0)

@@ -32,6 +32,7 @@ from mirage_desktop.ui.banner import MessageBanner
 from mirage_desktop.ui.controls import VIDEO_FILE, ControlsPanel
 from mirage_desktop.ui.engine_actions import EngineActions
 from mirage_desktop.ui.geometry import restore_geometry, save_geometry
+from mirage_desktop.ui.audio_panel import AudioCard, AudioController
 from mirage_desktop.ui.latency_panel import UPDATE_INTERVAL_S, LatencyPanel
 from mirage_desktop.ui.outputs_panel import OutputsController
 from mirage_desktop.ui.preview import FrameBridge, PreviewWidget
@@ -115,6 +116,10 @@ class MainWindow(QMainWindow):
         self.avatars.message.connect(self.show_message)
         self.outputs = OutputsController(self.session, self.controls, self.pool, self.save, self)
         self.outputs.message.connect(self.show_message)
+        audio_card = AudioCard()
+        self.controls.add_card(audio_card)  # under Outputs
+        self.audio = AudioController(self.session, audio_card, self.pool, self.save, self)
+        self.audio.message.connect(self.show_message)
         self.engine_actions = EngineActions(self.session, self.controls, self.preview, self.pool, self.save,
                                      self._save_timer.start, self.show_message, self)
         self._connect_controls()
@@ -153,7 +158,7 @@ class MainWindow(QMainWindow):
             if self._shut_down:
                 return
             message = self._open_session(self.settings.source)
-            for controller in (self.avatars, self.outputs, self.engine_actions):
+            for controller in (self.avatars, self.outputs, self.engine_actions, self.audio):
                 controller.session = self.session
             if message:
                 self.show_message("error", message)
@@ -163,6 +168,7 @@ class MainWindow(QMainWindow):
             self.pool.run(self.session.start, on_result=self._on_engine_started, on_error=self._on_engine_failed)
             self._stats_timer.start()
             self.outputs.restore()
+            self.audio.restore()
 
         def close_failed(exc: BaseException) -> None:
             self.show_message("warning", f"Closing the previous engine: {exc}")
@@ -258,6 +264,7 @@ class MainWindow(QMainWindow):
         self.scan_cameras()
         self._stats_timer.start()
         self.outputs.restore()
+        self.audio.restore()
 
     @Slot(object)
     def _on_engine_started(self, _result: object) -> None:
@@ -335,6 +342,7 @@ class MainWindow(QMainWindow):
         if not reason and vcam_error:
             reason = f"Virtual camera: {vcam_error}"
         self.outputs.refresh()
+        self.audio.refresh()
         self.status.show(stats, reason, control.status_text())
 
     # ================================================================================================ source

@@ -21,7 +21,8 @@ from mirage_desktop.webrtc.errors import BadRequest
 from mirage_desktop.webrtc.peer import Peer
 from mirage_desktop.webrtc.peer_source import pump_track
 from mirage_desktop.webrtc.registry import PeerRegistry
-from mirage_desktop.webrtc.sdp import check_sdp, receiving_video_mids
+from mirage_desktop.webrtc.sdp import check_sdp, receiving_mids, receiving_video_mids
+from mirage_desktop.webrtc.audio import MicrophoneAudioTrack, SharedAudio
 from mirage_desktop.webrtc.tracks import EngineVideoTrack, SharedVideo
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class Offers:
         self.video = video
         self.codec_pool = codec_pool
         self.stats = stats
+        self.audio = SharedAudio(engine)  # the Mirage Microphone's voice, for offers that take audio
 
     async def answer(self, sdp: str, kind: str, remote: str) -> tuple[Peer, str]:
         """Validate the offer, make the peer and its answer; BadRequest when the offer is unusable."""
@@ -62,6 +64,13 @@ class Offers:
                 pc.addTrack(peer.track)
                 if kind == "whep":
                     video[0].direction = "sendonly"  # a WHEP player only watches
+            wanted_audio = receiving_mids(sdp, "audio")
+            audio = [t for t in pc.getTransceivers() if t.kind == "audio" and t.mid in wanted_audio]
+            if audio:  # the voice, delayed like the video (silence while the Mirage Microphone is off)
+                peer.audio_track = MicrophoneAudioTrack(self.audio)
+                pc.addTrack(peer.audio_track)
+                if kind == "whep":
+                    audio[0].direction = "sendonly"
             try:
                 await pc.setLocalDescription(await pc.createAnswer())
             except Exception as exc:

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
+from mirage_desktop.webrtc.audio import MicrophoneAudioTrack
 from mirage_desktop.webrtc.datachannel import FrameChannel
 from mirage_desktop.webrtc.peer_source import PeerSource
 from mirage_desktop.webrtc.tracks import EngineVideoTrack
@@ -29,6 +30,7 @@ class Peer:
     started: str
     started_mono: float = field(default_factory=time.monotonic)
     track: EngineVideoTrack | None = None
+    audio_track: MicrophoneAudioTrack | None = None  # the Mirage Microphone's voice, when the offer takes audio
     channel: FrameChannel | None = None
     source: PeerSource | None = None
     may_drive: bool = True

@@ -76,6 +76,8 @@ class PeerRegistry:
             task.cancel()
         if peer.track is not None:
             peer.track.stop()
+        if peer.audio_track is not None:
+            peer.audio_track.stop()
         try:
             await asyncio.wait_for(peer.pc.close(), CLOSE_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001

@@ -69,4 +69,9 @@ def media_sections(sdp: str) -> list[MediaSection]:
 
 def receiving_video_mids(sdp: str) -> set[str | None]:
     """The mids of the video sections whose offerer wants to receive (where the avatar track goes)."""
-    return {s.mid for s in media_sections(sdp) if s.kind == "video" and s.receives}
+    return receiving_mids(sdp, "video")
+
+
+def receiving_mids(sdp: str, kind: str) -> set[str | None]:
+    """The mids of the ``kind`` ("video", "audio") sections whose offerer wants to receive."""
+    return {s.mid for s in media_sections(sdp) if s.kind == kind and s.receives}
