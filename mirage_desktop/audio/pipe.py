@@ -187,9 +187,11 @@ class MicrophonePipe:
     def sample_rate(self) -> int:
         return self._out_rate
 
-    def thread_ids(self) -> set[int]:
-        """The native ids of the threads doing the audio work (supervisor and PortAudio's two callbacks)."""
-        return {t for t in (self._supervisor_tid, self._in_tid, self._out_tid) if t is not None}
+    def thread_ids(self) -> dict[int, str]:
+        """The native ids of the threads doing the audio work, each with its role ("supervisor", and "input" and
+        "output" for PortAudio's callbacks)."""
+        roles = (("supervisor", self._supervisor_tid), ("input", self._in_tid), ("output", self._out_tid))
+        return {tid: role for role, tid in roles if tid is not None}
 
     def stats(self) -> dict[str, Any]:
         actual = self.actual_delay
