@@ -53,6 +53,7 @@ from av_sync_helpers import (  # noqa: E402
 )
 
 from mirage_desktop import headless, session  # noqa: E402
+from mirage_desktop.control import local_engine  # noqa: E402
 from mirage_desktop.app import apply_args, build_parser  # noqa: E402
 from mirage_desktop.audio.pulse import SOURCE_NAME, SoundServer, SoundServerError  # noqa: E402
 from mirage_desktop.config import load_settings  # noqa: E402
@@ -80,7 +81,7 @@ def sound_server(stack: ExitStack) -> None:
     stack.callback(server.close)
 
 
-def cpu_seconds(thread_ids: set[int]) -> dict[int, float]:
+def cpu_seconds(thread_ids: dict[int, str]) -> dict[int, float]:
     return {t.id: t.user_time + t.system_time for t in psutil.Process().threads() if t.id in thread_ids}
 
 
@@ -94,7 +95,7 @@ def run(seconds: float, stage_delay: float) -> dict[str, Any]:
 
     start = time.perf_counter() + WARMUP_S
     source = FlashSource(start, PERIOD, 640, 360)
-    original_build = session.build_engine
+    original_build = local_engine.build_engine
 
     def build_engine(*args: Any, **kwargs: Any) -> Any:
         engine = original_build(*args, **kwargs)
@@ -109,7 +110,7 @@ def run(seconds: float, stage_delay: float) -> dict[str, Any]:
     pyvirtualcam.camera.BACKENDS[CAMERA_BACKEND] = FlashCamera
     headless.make_engine_source = lambda settings, paced=True: source  # type: ignore[assignment]
     headless.Session = Recorded  # type: ignore[misc]
-    session.build_engine = build_engine  # type: ignore[assignment]
+    local_engine.build_engine = build_engine  # type: ignore[assignment]
     total = WARMUP_S + SETTLE_S + seconds + 2.0
     argv = ["--headless", "--source", "demo", "--seconds", f"{total:.1f}", "--width", "640", "--height", "360",
             "--virtual-camera", "--virtual-microphone", "--microphone", MIC_SOURCE, "--quiet"]
@@ -129,17 +130,23 @@ def run(seconds: float, stage_delay: float) -> dict[str, Any]:
             begin = start + SETTLE_S
             time.sleep(max(0.0, begin - time.perf_counter()))
             underruns_before = microphone.pipe.underruns
-            base = cpu_seconds(microphone.pipe.thread_ids())  # per thread: its CPU time when first seen
+            roles = microphone.pipe.thread_ids()
+            base = cpu_seconds(roles)  # per thread: its CPU time when first seen
             last = dict(base)
             t0 = time.perf_counter()
             end = begin + seconds
             while time.perf_counter() < end:
                 time.sleep(min(1.0, max(0.0, end - time.perf_counter())))
-                for tid, value in cpu_seconds(microphone.pipe.thread_ids()).items():  # reconnections bring new ones
+                now_roles = microphone.pipe.thread_ids()  # reconnections bring new ones
+                roles.update(now_roles)
+                for tid, value in cpu_seconds(now_roles).items():
                     base.setdefault(tid, value)
                     last[tid] = value
             wall = time.perf_counter() - t0
             cpu = {tid: last[tid] - base[tid] for tid in last}
+            by_role: dict[str, float] = {}
+            for tid, seconds_used in cpu.items():
+                by_role[roles[tid]] = by_role.get(roles[tid], 0.0) + seconds_used
             stats = microphone.stats()
             underruns = microphone.pipe.underruns - underruns_before
     finally:
@@ -157,6 +164,7 @@ def run(seconds: float, stage_delay: float) -> dict[str, Any]:
         "delay_ms": round(float(np.median(delays)) * 1000.0, 1) if delays else None,
         "underruns": int(underruns),
         "cpu_percent": round(100.0 * sum(cpu.values()) / wall, 2),
+        "_cpu_by_thread": {role: round(100.0 * value / wall, 2) for role, value in sorted(by_role.items())},
         "_events": len(values),
         "_expected": int(seconds / PERIOD),
         "_stats": stats,
@@ -178,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"offset (voice after face) over {result['_events']} of {result['_expected']} events: median "
           f"{offset['median']} ms, |offset| P95 {offset['p95']} ms, max {offset['max']} ms (goal: P95 <= 15 ms)")
     print(f"voice delay {result['delay_ms']} ms; underruns {result['underruns']} (goal 0); audio threads "
-          f"{result['cpu_percent']} % of one core (goal < 2 %)")
+          f"{result['cpu_percent']} % of one core (goal < 2 %; by thread: {result['_cpu_by_thread']})")
     print(f"Mirage Microphone at the end: {json.dumps(result['_stats'])}")
     if args.json:
         args.json.write_text(json.dumps({k: v for k, v in result.items() if not k.startswith("_")}, indent=2),

@@ -2,9 +2,11 @@
 into the virtual microphone, never on the video's path.
 
 PortAudio calls two callbacks on its own threads (capture and playback); they only write and read the delay line
-and count. A supervisor thread ("mirage-audio") does everything slow: it opens the streams, polls the video's
-delay (a callable, ``delay``, returning seconds or None) about 25 times a second and hands the playback the median
-of the last second plus the user's offset, and watches for trouble. A microphone unplugged, a sound server
+and count. Two streams also on Linux, where both ends are the same ALSA 'pulse' device: a duplex stream there (one
+callback) makes PortAudio 19.6's ALSA loop spin on the plugin's poll descriptor while one side waits for the other,
+a whole core in most starts. A supervisor thread ("mirage-audio") does everything slow: it opens the streams, polls
+the video's delay (a callable, ``delay``, returning seconds or None) ten times a second and hands the playback the
+median of the last second plus the user's offset, and watches for trouble. A microphone unplugged, a sound server
 restarting, the virtual microphone removed by the user, a sample rate the device refuses: the stream concerned is
 closed, :attr:`MicrophonePipe.message` says what happened, and it is opened again once a second until it works;
 the other stream goes on (without a microphone the Mirage Microphone stays there, silent).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import threading
 import time
 from collections import deque
@@ -50,7 +53,8 @@ BLOCK_S = 0.01
 
 #: Gets (status, message) on every change of either, from the supervisor thread.
 StatusListener = Callable[[str, str], None]
-#: Gets each block as it is played (frames x 1 float32, reused: copy to keep) and the sample rate.
+#: Gets each block as it is played (frames x 1 float32, valid only during the call: copy to keep) and the sample
+#: rate.
 AudioTap = Callable[[np.ndarray, int], None]
 
 # Values of MicrophonePipe.status
@@ -98,6 +102,7 @@ class MicrophonePipe:
         self.dropped_blocks = 0
         self._peak = 0.0
         self._mono = np.zeros((int(RATES[0] * BLOCK_S), 1), np.float32)
+        self._magnitude = np.zeros((int(RATES[0] * BLOCK_S), 1), np.float32)  # the capture block's |samples|
         self._taps: tuple[AudioTap, ...] = ()
         self._reopen_input = False
         self._problems = {"input": "", "output": ""}
@@ -187,9 +192,11 @@ class MicrophonePipe:
     def sample_rate(self) -> int:
         return self._out_rate
 
-    def thread_ids(self) -> set[int]:
-        """The native ids of the threads doing the audio work (supervisor and PortAudio's two callbacks)."""
-        return {t for t in (self._supervisor_tid, self._in_tid, self._out_tid) if t is not None}
+    def thread_ids(self) -> dict[int, str]:
+        """The native ids of the threads doing the audio work, each with its role ("supervisor", and "input" and
+        "output" for PortAudio's callbacks)."""
+        roles = (("supervisor", self._supervisor_tid), ("input", self._in_tid), ("output", self._out_tid))
+        return {tid: role for role, tid in roles if tid is not None}
 
     def stats(self) -> dict[str, Any]:
         actual = self.actual_delay
@@ -220,7 +227,11 @@ class MicrophonePipe:
             self._flags[0] += 1
         adc = time_info.inputBufferAdcTime or time_info.currentTime - frames / self._in_rate
         self._line.write(indata, adc)
-        peak = float(np.max(np.abs(indata), initial=0.0))
+        magnitude = self._magnitude
+        if magnitude.shape != indata.shape:
+            magnitude = self._magnitude = np.zeros(indata.shape, np.float32)
+        np.abs(indata, out=magnitude)  # no temporaries: this runs a hundred times a second
+        peak = float(magnitude.max()) if frames else 0.0
         self._peak = peak if peak > self._peak else self._peak * 0.93  # a meter's fall: about 0.3 s
         if self._output is None:
             self.dropped_blocks += 1
@@ -232,12 +243,16 @@ class MicrophonePipe:
         self._out_seen = now
         if status and status.output_underflow and now - self._out_opened > FLAG_GRACE_S:
             self._flags[1] += 1
-        mono = self._mono
-        if len(mono) != frames:
-            mono = self._mono = np.zeros((frames, 1), np.float32)
         dac = time_info.outputBufferDacTime or time_info.currentTime
-        self._line.read(mono, dac, self._target)
-        outdata[:] = mono
+        if outdata.shape[1] == 1:  # the sound server's mono sink: straight into PortAudio's buffer
+            mono = outdata
+            self._line.read(mono, dac, self._target)
+        else:  # a virtual cable's stereo: the mono voice to both
+            mono = self._mono
+            if len(mono) != frames:
+                mono = self._mono = np.zeros((frames, 1), np.float32)
+            self._line.read(mono, dac, self._target)
+            outdata[:] = mono
         for tap in self._taps:
             tap(mono, self._out_rate)
 
@@ -281,8 +296,8 @@ class MicrophonePipe:
             samples.append((now, float(value)))
         while samples and samples[0][0] < now - SMOOTHING_S:
             samples.popleft()
-        if samples:
-            self.video_delay = float(np.median([v for _, v in samples]))
+        if samples:  # a few dozen values: plain Python (numpy's median costs a hundred times more here)
+            self.video_delay = float(statistics.median([v for _, v in samples]))
         video = self.video_delay or 0.0
         self.wanted_delay = min(max(video + self.offset_ms / 1000.0, 0.0), MAX_DELAY_S)
         self._target = max(self.wanted_delay - self.virtual.latency_s, 0.0)  # the device adds the rest
