@@ -74,10 +74,10 @@ class PulseVirtualMicrophone(VirtualMicrophone):
         self._modules: list[int] = []
 
     def ensure(self) -> StreamDevice:
-        try:
-            device = pulse_device_index()
-            if not self._modules or not self.present():
+        try:  # the sound server first: without one, PortAudio has no 'pulse' device either, and the server's
+            if not self._modules or not self.present():  # error names the real cause
                 self._create()
+            device = pulse_device_index()
         except SoundServerError as exc:
             raise VirtualMicUnavailable(str(exc)) from exc
         return StreamDevice(device, SINK_DESCRIPTION, server_name=SINK_NAME)
