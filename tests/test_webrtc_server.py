@@ -29,6 +29,7 @@ from mirage_desktop.config import Settings
 from mirage_desktop.engine.frame import Frame
 from mirage_desktop.engine.metrics import LatencyWindow
 from mirage_desktop.engine.pipeline import Engine
+from mirage_desktop.engine.stage import Stage, StageUnavailable
 from mirage_desktop.engine.sources import DemoSource
 from mirage_desktop.api import routes
 from mirage_desktop.webrtc import datachannel, driver, registry
@@ -170,8 +171,9 @@ async def connections(server: HttpServer, http: aiohttp.ClientSession) -> dict[s
 
 
 # ------------------------------------------------------------------------------------------------- plain HTTP
-def test_health_needs_no_token_and_reveals_no_secrets(server: HttpServer) -> None:
+def test_health_needs_no_token_and_reveals_no_secrets(server: HttpServer, engine: Engine) -> None:
     async def go() -> None:
+        await until(lambda: engine.metrics.frames_out >= 1, "the first output frame")  # the stage has loaded
         async with aiohttp.ClientSession() as http:
             resp = await http.get(server.url + "health")
             assert resp.status == 200
@@ -186,6 +188,61 @@ def test_health_needs_no_token_and_reveals_no_secrets(server: HttpServer) -> Non
         assert TOKEN not in text and "token" not in text.lower()
 
     run(go())
+
+
+class GatedLoadStage(Stage):
+    """A stage whose loading lasts until the test opens the gate; ``broken`` makes the load fail instead."""
+
+    name = "gated"
+    label = "Gated"
+
+    def __init__(self, broken: bool = False) -> None:
+        super().__init__(enabled=True)
+        self.gate = threading.Event()
+        self.broken = broken
+
+    def prepare(self) -> None:
+        assert self.gate.wait(WAIT_S)
+        if self.broken:
+            raise StageUnavailable("model file missing: run mirage-models download", "liveportrait")
+
+    def process(self, frame: Frame) -> Frame:
+        return frame
+
+
+@pytest.mark.parametrize("broken, after", [(False, "ok"), (True, "degraded")])
+def test_health_is_ok_while_a_stage_loads_and_degraded_when_it_cannot_run(broken: bool, after: str) -> None:
+    stage = GatedLoadStage(broken)
+    eng = Engine(DemoSource(W, H, fps=15), [stage])
+    srv = HttpServer(eng, Settings(output_width=W, output_height=H, token=TOKEN), host="127.0.0.1", port=0)
+    eng.start()
+    srv.start()
+
+    async def health(http: aiohttp.ClientSession) -> dict[str, Any]:
+        resp = await http.get(srv.url + "health")
+        assert resp.status == 200
+        body: dict[str, Any] = await resp.json()
+        return body
+
+    async def go() -> None:
+        async with aiohttp.ClientSession() as http:
+            await until(lambda: stage.status().state == "loading", "the stage to start loading")
+            body = await health(http)
+            assert body["stages"]["gated"]["reason"] == "loading..."  # people are told, yet nothing is wrong
+            assert body["status"] == "ok"
+            stage.gate.set()
+            await until(lambda: stage.status().state != "loading", "the load to end")
+            body = await health(http)
+            assert body["status"] == after
+            assert body["stages"]["gated"]["reason"] == ("model file missing: run mirage-models download"
+                                                         if broken else "")
+
+    try:
+        run(go())
+    finally:
+        stage.gate.set()
+        srv.stop()
+        eng.stop()
 
 
 SAMPLE = re.compile(r'^[a-z_]+(\{([a-z_]+="[^"]*",?)+\})? (-?[0-9.e+-]+|NaN|\+Inf)$')

@@ -120,7 +120,9 @@ class Routes:
         stages = {name: {"enabled": s.enabled, "reason": s.reason, "label": s.label}
                   for name, s in stats.stages.items()}
         running = self.engine.running
-        failing = any(s["enabled"] and s["reason"] for s in stages.values())
+        # a stage still loading says so in its reason but is not failing; a missing model or errors are
+        failing = any(stage.enabled and stage.status().state in ("failed", "unavailable")
+                      for stage in self.engine.stages)
         status = "stopped" if not running else "degraded" if failing else "ok"
         body = {
             "status": status,
