@@ -12,8 +12,8 @@ avatar's networks do to the video; 0 runs the pass-through, where the sound chai
 A PulseAudio server of its own is started when none answers.
 
 Prints the offset distribution (each flash to its click: positive when the voice comes after the face), the
-voice's delay, underruns and the audio threads' CPU share (the supervisor and PortAudio's two callbacks, as a
-percentage of one core over the measured time). ``--json`` writes
+voice's delay, underruns and the audio threads' CPU share (the supervisor, the capture and playback threads, and the
+sound library's own threads that came with the app's streams, as a percentage of one core over the measured time). ``--json`` writes
 ``{"offset_ms": {"median", "p95", "max"}, "delay_ms", "underruns", "cpu_percent"}`` (p95 and max of |offset|).
 Goals: |offset| P95 <= 15 ms once settled, 0 underruns in 10 minutes, under 2 % of one core.
 """
@@ -85,6 +85,19 @@ def cpu_seconds(thread_ids: dict[int, str]) -> dict[int, float]:
     return {t.id: t.user_time + t.system_time for t in psutil.Process().threads() if t.id in thread_ids}
 
 
+def thread_ids() -> set[int]:
+    return {t.id for t in psutil.Process().threads()}
+
+
+def thread_name(tid: int) -> str:
+    """The kernel's name of one of this process's threads (Linux; "" elsewhere): libpulse names its event loop's
+    thread "threaded-ml", in the ALSA plugin PortAudio goes through as in the app's own streams."""
+    try:
+        return Path(f"/proc/self/task/{tid}/comm").read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
 def run(seconds: float, stage_delay: float) -> dict[str, Any]:
     sessions: list[session.Session] = []
 
@@ -118,6 +131,7 @@ def run(seconds: float, stage_delay: float) -> dict[str, Any]:
     settings = load_settings(use_file=False)
     apply_args(settings, args)
     code: list[int] = []
+    before_app = thread_ids()  # this script's own threads: not the app's
     app = threading.Thread(target=lambda: code.append(headless.run_headless(settings, args)), name="headless")
     app.start()
     try:
@@ -126,18 +140,23 @@ def run(seconds: float, stage_delay: float) -> dict[str, Any]:
                 raise SystemExit(f"The headless app ended early (exit code {code}).")
             time.sleep(0.05)
         microphone = sessions[0].microphone
+        while microphone.pipe.status != "running" and time.perf_counter() < start:
+            time.sleep(0.05)
+        # the sound library's event-loop threads the app's streams brought (the measuring streams below bring
+        # their own, started later and left out)
+        library = {tid: "sound library" for tid in thread_ids() - before_app if thread_name(tid) == "threaded-ml"}
         with MicRecorder(SOURCE_NAME) as recorder, ClickTrain(start, PERIOD) as clicks:
             begin = start + SETTLE_S
             time.sleep(max(0.0, begin - time.perf_counter()))
             underruns_before = microphone.pipe.underruns
-            roles = microphone.pipe.thread_ids()
+            roles = {**library, **microphone.pipe.thread_ids()}
             base = cpu_seconds(roles)  # per thread: its CPU time when first seen
             last = dict(base)
             t0 = time.perf_counter()
             end = begin + seconds
             while time.perf_counter() < end:
                 time.sleep(min(1.0, max(0.0, end - time.perf_counter())))
-                now_roles = microphone.pipe.thread_ids()  # reconnections bring new ones
+                now_roles = {**library, **microphone.pipe.thread_ids()}  # reconnections bring new ones
                 roles.update(now_roles)
                 for tid, value in cpu_seconds(now_roles).items():
                     base.setdefault(tid, value)
