@@ -78,10 +78,9 @@ class Session:
         self.settings_path = settings_path
         self.remember = remember
         self.remote = remote
-        #: what the remote's avatar stage was last told (its defaults at first), so only changes cross the network
-        self._remote_animation: AnimationOptions | None = AnimationOptions() if remote is not None else None
         self.control: EngineControl = (
-            RemoteEngine(remote, source, self.demo_source, every_frame=every_frame, max_frames=max_frames)
+            RemoteEngine(remote, source, self.demo_source, animation=settings.animation, every_frame=every_frame,
+                         max_frames=max_frames)
             if remote is not None else LocalEngine(settings, source, every_frame=every_frame, max_frames=max_frames))
         self.engine: Engine = self.control.engine
         self.virtual_camera: VirtualCameraOutput | None = None
@@ -91,7 +90,6 @@ class Session:
         self._lock = threading.Lock()  # guards the outputs' hand-over against close()
         self._closed = False
         self.setup_warnings: list[Check] | None = None  # the doctor's word on an unused GPU, at the first start
-        self._apply_animation()
 
     # ================================================================================================ settings
     def save(self) -> Path:
@@ -155,29 +153,12 @@ class Session:
         changed then). Returns every option as it now stands. The window's Animation card and a remote client
         both come through here."""
         self.settings.animation = self.settings.animation.replace(**changes)
-        self._apply_animation()
+        self.control.set_animation(self.settings.animation)
         return self.settings.animation
 
     def reset_animation_options(self) -> AnimationOptions:
         """Every Animation option back to its default."""
         return self.set_animation_options(**AnimationOptions().to_json())
-
-    def _apply_animation(self) -> None:
-        """Hand the stage only the options whose value changes (some, like the motion mode, recalibrate). Remote:
-        the same changes go to the remote's ``PUT /control/animation`` (slow; RemoteControlError), which checks them
-        with the same :class:`AnimationOptions`."""
-        stage = self.avatar_stage
-        current = stage.options if stage is not None else self._remote_animation
-        if current is None:
-            return
-        changes = self.settings.animation.changes_from(current)
-        if not changes:
-            return
-        if stage is not None:
-            stage.set_options(**changes)
-        elif self.remote is not None:
-            self.remote.control.set_animation(**changes)
-            self._remote_animation = self.settings.animation
 
     # ================================================================================================ faces
     @property

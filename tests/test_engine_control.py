@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from engine_helpers import InvertStage, NumberedSource
 
@@ -89,3 +90,78 @@ def test_local_control_switches_the_stages_and_remembers_them(tmp_path: Path) ->
         assert list(control.stats().stages) == ["scrfd", "liveportrait"]
     finally:
         control.close()
+
+
+def test_a_remote_session_with_saved_animation_options_opens_without_the_network(tmp_path: Path) -> None:
+    """The window builds its session on the GUI thread: nothing there may wait for a remote engine, even one that
+    is down, while the settings hold Animation options other than the defaults."""
+    from mirage_desktop.animation_options import AnimationOptions
+    from mirage_desktop.session import Session
+
+    settings = Settings(output_width=64, output_height=48, models_dir=tmp_path / "no-models", device="cpu",
+                        remote_url=URL, remote_token="token")
+    settings.animation = AnimationOptions(eyes="target", smoothing=0.0)
+    link = RemoteLink.from_settings(settings)
+    assert link is not None
+    session = Session(settings, DemoSource(64, 48, 30), remote=link)  # port 9: nothing listens
+    assert session.control.blocking
+    session.close()
+
+
+def test_a_remote_engine_gets_the_saved_animation_options_when_it_starts_processing(tmp_path: Path) -> None:
+    """A real remote engine on the loopback, at its defaults; our session's options reach it once its frames
+    flow, and again when a session begins anew (an engine that restarted has its defaults back)."""
+    import time
+
+    from mirage_desktop.animation_options import AnimationOptions
+    from mirage_desktop.api.server import HttpServer
+    from mirage_desktop.session import Session
+    from mirage_desktop.stages.factory import build_stages
+
+    token = "control-animation-token"
+    remote_settings = Settings(output_width=160, output_height=120, token=token, models_dir=tmp_path / "none",
+                               avatar_dir=tmp_path / "avatars", device="cpu")
+    remote_engine = Engine(DemoSource(160, 120, fps=15), build_stages(remote_settings))
+    remote_engine.start()
+    server = HttpServer(remote_engine, remote_settings, host="127.0.0.1", port=0)
+    server.start()
+    stage = remote_engine.stage("liveportrait")
+    chosen = AnimationOptions(eyes="target", lips="target", smoothing=0.0, relative_motion=False)
+    assert stage.options == AnimationOptions() != chosen  # type: ignore[attr-defined]
+    settings = Settings(output_width=160, output_height=120, remote_url=server.url.rstrip("/"), remote_token=token,
+                        models_dir=tmp_path / "none", device="cpu")
+    settings.animation = chosen
+    link = RemoteLink.from_settings(settings)
+    assert link is not None
+    session = Session(settings, DemoSource(160, 120, fps=15), remote=link)
+
+    def until(condition: Any, what: str) -> None:
+        deadline = time.monotonic() + 60.0
+        while not condition():
+            assert time.monotonic() < deadline, f"gave up waiting for {what}"
+            time.sleep(0.05)
+
+    try:
+        session.engine.start()
+        until(lambda: stage.options == chosen, "the remote stage to take the saved options")  # type: ignore[attr-defined]
+        stage.set_options(**AnimationOptions().to_json())  # type: ignore[attr-defined]  # as a restarted engine
+        assert link.client.on_processing is not None
+        link.client.on_processing()  # what the link calls when a session begins processing again
+        until(lambda: stage.options == chosen, "the options to be told again")  # type: ignore[attr-defined]
+    finally:
+        session.close()
+        server.stop()
+        remote_engine.stop()
+
+
+def test_the_local_avatar_starts_with_the_saved_animation_options(tmp_path: Path) -> None:
+    from mirage_desktop.animation_options import AnimationOptions
+
+    settings = Settings(output_width=64, output_height=48, models_dir=tmp_path / "no-models", device="cpu")
+    settings.animation = AnimationOptions(eyes="target", lips="target", smoothing=0.0)
+    control: EngineControl = LocalEngine(settings, DemoSource(64, 48, 30))
+    assert control.avatar_stage is not None and control.avatar_stage.options == settings.animation
+    changed = settings.animation.replace(eyes="off")
+    control.set_animation(changed)  # returns at once: the stage takes it on its next frame
+    assert control.avatar_stage.options == changed
+    control.close()

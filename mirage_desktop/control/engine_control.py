@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from mirage_desktop.animation_options import AnimationOptions
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.stage import StageStatus
 from mirage_desktop.engine.stats import EngineStats
@@ -57,6 +58,13 @@ class EngineControl(Protocol):
         """Switch a stage from the next frame; KeyError for a stage not in this build. May block: a remote engine
         switches it there (RemoteControlError names what went wrong), and this computer's settings stay as they
         were; here the settings remember the switch."""
+        ...
+
+    def set_animation(self, options: AnimationOptions) -> None:
+        """The avatar animates with ``options`` from its next frame (only the options that change travel).
+        AnimationOptionError for a bad value. May block: a remote engine gets them at ``PUT /control/animation``
+        (RemoteControlError names what went wrong); here it returns at once. Nothing happens without an avatar
+        stage."""
         ...
 
     def models_arrived(self, name: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from mirage_desktop.animation_options import AnimationOptions
 from mirage_desktop.config import Settings
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import Source
@@ -31,7 +32,7 @@ def device_description(device: str) -> str:
 
 
 class LocalEngine:
-    """The engine the settings describe, with its stages switched as the settings say."""
+    """The engine the settings describe, with its stages switched and the avatar animated as the settings say."""
 
     blocking = False
     where = "this computer"
@@ -43,6 +44,7 @@ class LocalEngine:
         for spec in STAGE_SPECS:
             if self.has_stage(spec.name):
                 self.engine.set_stage_enabled(spec.name, bool(getattr(settings, spec.setting)))
+        self.set_animation(settings.animation)
 
     # ------------------------------------------------------------------------------------------------ stages
     @property
@@ -72,6 +74,15 @@ class LocalEngine:
         """Switch it and record it in its setting (returns at once)."""
         self.engine.set_stage_enabled(name, enabled)
         setattr(self.settings, stage_spec(name).setting, bool(enabled))
+
+    def set_animation(self, options: AnimationOptions) -> None:
+        """Returns at once (some options, like the motion mode, recalibrate on the next frame)."""
+        stage = self.avatar_stage
+        if stage is None:
+            return
+        changes = options.changes_from(stage.options)
+        if changes:
+            stage.set_options(**changes)
 
     def models_arrived(self, name: str) -> None:
         if self.has_stage(name):

@@ -6,11 +6,14 @@ network (:attr:`RemoteEngine.blocking`); everything else reads what the link las
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
+from mirage_desktop.animation_options import AnimationOptions
 from mirage_desktop.engine.pipeline import Engine
 from mirage_desktop.engine.sources import Source
 from mirage_desktop.engine.stage import StageState, StageStatus
@@ -29,6 +32,8 @@ ROUND_TRIP_METRIC = "remote_round_trip"
 #: Remote stage states the window's switches understand (anything else reads as "loading").
 KNOWN_STATES = ("off", "loading", "ready", "unavailable", "failed")
 
+logger = logging.getLogger(__name__)
+
 
 class RemoteEngine:
     """The engine of a remote run over one :class:`RemoteLink` (its video client starts with the engine)."""
@@ -37,8 +42,15 @@ class RemoteEngine:
     where = "the remote engine"
 
     def __init__(self, link: RemoteLink, source: Source, fallback_source: Callable[[], Source], *,
-                 every_frame: bool = False, max_frames: int | None = None) -> None:
+                 animation: AnimationOptions | None = None, every_frame: bool = False,
+                 max_frames: int | None = None) -> None:
         self.link = link
+        #: the options the user chose, and what the remote engine was last told (None: nothing yet, as after a
+        #: restart of it); each session that begins gets the whole set, off every caller's thread
+        self._animation = animation or AnimationOptions()
+        self._told: AnimationOptions | None = None
+        self._animation_lock = threading.Lock()
+        link.client.on_processing = self._session_began
         self.engine = Engine(source, [RemoteStage(link.client)], every_frame=every_frame, max_frames=max_frames,
                              device="remote", fallback_source=fallback_source)
         self.engine.metrics.stages[ROUND_TRIP_METRIC] = link.client.round_trip
@@ -83,6 +95,34 @@ class RemoteEngine:
             self.link.control.set_stages(**{name: bool(enabled)})
         except RemoteControlError as exc:
             raise RemoteControlError(f"Remote engine: {exc}", exc.status) from exc
+
+    def set_animation(self, options: AnimationOptions) -> None:
+        """Blocks: ``PUT /control/animation`` with the options that changed (all of them when the remote was not
+        told yet); RemoteControlError, its message starting with "Remote engine:"."""
+        with self._animation_lock:
+            self._animation = options
+            told = self._told
+            changes = options.to_json() if told is None else options.changes_from(told)
+            if not changes:
+                return
+            try:
+                self.link.control.set_animation(**changes)
+            except RemoteControlError as exc:
+                raise RemoteControlError(f"Remote engine: {exc}", exc.status) from exc
+            self._told = options
+
+    def _session_began(self) -> None:
+        """A (re)connected remote engine may have restarted with its defaults: it gets the user's options, on a
+        thread of its own (the caller is the link's event loop)."""
+        with self._animation_lock:
+            self._told = None
+        threading.Thread(target=self._tell_animation, name="remote-animation", daemon=True).start()
+
+    def _tell_animation(self) -> None:
+        try:
+            self.set_animation(self._animation)
+        except Exception as exc:  # the window's Animation card says the next error; the video goes on
+            logger.warning("The remote engine did not take the Animation options: %s", exc)
 
     def models_arrived(self, name: str) -> None:
         """Nothing to do: the remote engine has its own models."""

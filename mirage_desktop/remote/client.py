@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -158,6 +158,9 @@ class RemoteClient:
         self.connected_at: list[float] = []  # wall-clock times (time.time) each session began processing
         self.remote_stats: EngineStats | None = None  # GET /control/stats: the remote's own figures
         self.remote_stages: dict[str, Any] | None = None  # GET /control/stages: its switches, states and reasons
+        #: called on the client's event-loop thread each time a session begins processing our frames (a first
+        #: connection or a reconnection, perhaps to a restarted engine); must return at once
+        self.on_processing: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------------------------------ any thread
     @property
@@ -404,6 +407,12 @@ class RemoteClient:
                 self.connected_at.append(time.time())
                 self.reason = ""
                 logger.info("Remote engine %s processes our frames", self.target.base)
+                listener = self.on_processing
+                if listener is not None:
+                    try:
+                        listener()
+                    except Exception:
+                        logger.exception("The remote session listener failed")
             out_pts = data.get("out_pts")
             arrived = self._arrived.pop_near(out_pts) if isinstance(out_pts, int) else None
             if arrived is not None:
