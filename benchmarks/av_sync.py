@@ -56,7 +56,8 @@ from mirage_desktop import headless, session  # noqa: E402
 from mirage_desktop.control import local_engine  # noqa: E402
 from mirage_desktop.app import apply_args, build_parser  # noqa: E402
 from mirage_desktop.audio.pulse import SOURCE_NAME, SoundServer, SoundServerError  # noqa: E402
-from mirage_desktop.config import load_settings  # noqa: E402
+from mirage_desktop.config import Settings, load_settings  # noqa: E402
+from mirage_desktop.engine.sources import Source  # noqa: E402
 
 PERIOD = 0.4
 WARMUP_S = 5.0  # from the app's start to the first click: models, camera, the audio streams
@@ -121,9 +122,12 @@ def run(seconds: float, stage_delay: float) -> dict[str, Any]:
     backends = dict(pyvirtualcam.camera.BACKENDS)
     pyvirtualcam.camera.BACKENDS.clear()
     pyvirtualcam.camera.BACKENDS[CAMERA_BACKEND] = FlashCamera
-    headless.make_engine_source = lambda settings, paced=True: source  # type: ignore[assignment]
+    def make_engine_source(settings: Settings, spec: str | None = None, *, paced: bool = True) -> Source:
+        return source
+
+    headless.make_engine_source = make_engine_source
     headless.Session = Recorded  # type: ignore[misc]
-    local_engine.build_engine = build_engine  # type: ignore[assignment]
+    local_engine.build_engine = build_engine
     total = WARMUP_S + SETTLE_S + seconds + 2.0
     argv = ["--headless", "--source", "demo", "--seconds", f"{total:.1f}", "--width", "640", "--height", "360",
             "--virtual-camera", "--virtual-microphone", "--microphone", MIC_SOURCE, "--quiet"]

@@ -22,7 +22,6 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -236,19 +235,22 @@ def _clock_offset(stream: Any) -> float:
     return best[1]
 
 
-class ClickTrain:
-    """Clicks played into :data:`MIC_SINK` from ``start`` every ``period`` (perf_counter times), each exactly at
-    its time as the sound server plays it; ``clicks`` holds them as played."""
+class _MeasuringStream:
+    """A PortAudio stream on a sound server device (the measurement's own path, not the app's), open while in a
+    ``with`` block; ``_offset`` maps its clock to perf_counter."""
 
-    def __init__(self, start: float, period: float) -> None:
-        self.start, self.period = start, period
-        self.clicks: list[float] = []
-        self._offset = 0.0
-        self._stream: Any = None
+    kind = "input"
+    _offset = 0.0
+    _stream: Any = None
 
-    def __enter__(self) -> ClickTrain:
-        device = StreamDevice(pulse_device_index(), "test microphone", server_name=MIC_SINK)
-        self._stream = open_stream("output", device, RATE, 480, 1, self._callback)
+    def _device(self) -> StreamDevice:
+        raise NotImplementedError
+
+    def _callback(self, data: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        self._stream = open_stream(self.kind, self._device(), RATE, 480, 1, self._callback)
         self._offset = _clock_offset(self._stream)
         self._stream.start()
         return self
@@ -256,6 +258,20 @@ class ClickTrain:
     def __exit__(self, *exc: object) -> None:
         self._stream.abort()
         self._stream.close()
+
+
+class ClickTrain(_MeasuringStream):
+    """Clicks played into :data:`MIC_SINK` from ``start`` every ``period`` (perf_counter times), each exactly at
+    its time as the sound server plays it; ``clicks`` holds them as played."""
+
+    kind = "output"
+
+    def __init__(self, start: float, period: float) -> None:
+        self.start, self.period = start, period
+        self.clicks: list[float] = []
+
+    def _device(self) -> StreamDevice:
+        return StreamDevice(pulse_device_index(), "test microphone", server_name=MIC_SINK)
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         outdata.fill(0.0)
@@ -270,27 +286,17 @@ class ClickTrain:
             self.clicks.append(dac + i / RATE)  # a click due before this block (a late start) counts as played
 
 
-@dataclass
-class MicRecorder:
+class MicRecorder(_MeasuringStream):
     """Records the Mirage Microphone (``source``) and finds each click's arrival (perf_counter time of its first
     sample above :data:`DETECT_LEVEL` after at least 0.1 s of quiet)."""
 
-    source: str
-    arrivals: list[float] = field(default_factory=list)
-    _offset: float = 0.0
-    _stream: Any = None
-    _quiet_since: float = -1.0
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.arrivals: list[float] = []
+        self._quiet_since = -1.0
 
-    def __enter__(self) -> MicRecorder:
-        device = StreamDevice(pulse_device_index(), "Mirage Microphone", server_name=self.source)
-        self._stream = open_stream("input", device, RATE, 480, 1, self._callback)
-        self._offset = _clock_offset(self._stream)
-        self._stream.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stream.abort()
-        self._stream.close()
+    def _device(self) -> StreamDevice:
+        return StreamDevice(pulse_device_index(), "Mirage Microphone", server_name=self.source)
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         adc = time_info.inputBufferAdcTime - self._offset
