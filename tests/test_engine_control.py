@@ -165,3 +165,37 @@ def test_the_local_avatar_starts_with_the_saved_animation_options(tmp_path: Path
     control.set_animation(changed)  # returns at once: the stage takes it on its next frame
     assert control.avatar_stage.options == changed
     control.close()
+
+
+def test_a_session_beginning_never_waits_for_an_animation_change_in_flight() -> None:
+    """The link calls ``on_processing`` on its event loop, which carries the video: it must not wait while a user's
+    change is still crossing the network. The remote's controls are replaced at the network boundary by one whose
+    PUT waits for a gate."""
+    import threading
+
+    from mirage_desktop.animation_options import AnimationOptions
+
+    link = RemoteLink(check_remote_url(URL), "token")
+    control = RemoteEngine(link, DemoSource(64, 48, 30), lambda: DemoSource(64, 48, 30))
+    gate, sent = threading.Event(), []
+
+    def slow_put(**changes: Any) -> dict[str, Any]:
+        assert gate.wait(30)
+        sent.append(changes)
+        return changes
+
+    link.control.set_animation = slow_put  # type: ignore[method-assign]
+    chosen = AnimationOptions(eyes="target")
+    user = threading.Thread(target=control.set_animation, args=(chosen,))
+    user.start()
+    began = threading.Thread(target=link.client.on_processing)  # type: ignore[arg-type]
+    began.start()
+    began.join(10)
+    assert not began.is_alive() and user.is_alive()  # returned while the user's PUT still waits
+    gate.set()
+    user.join(10)
+    for thread in [t for t in threading.enumerate() if t.name == "remote-animation"]:
+        thread.join(10)  # the new session's telling
+    assert sent[0] == chosen.to_json()  # nothing was told before: the whole set
+    assert sent[1] == chosen.to_json()  # the new session: the whole set again
+    control.close()

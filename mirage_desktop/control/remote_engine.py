@@ -45,11 +45,13 @@ class RemoteEngine:
                  animation: AnimationOptions | None = None, every_frame: bool = False,
                  max_frames: int | None = None) -> None:
         self.link = link
-        #: the options the user chose, and what the remote engine was last told (None: nothing yet, as after a
-        #: restart of it); each session that begins gets the whole set, off every caller's thread
+        #: the options the user chose; the sessions begun so far (counted by the link's event loop, which must
+        #: never wait for the lock below); and in which session the remote was last told which options. A session
+        #: that begins gets the whole set again (the remote may have restarted), off every caller's thread.
         self._animation = animation or AnimationOptions()
-        self._told: AnimationOptions | None = None
-        self._animation_lock = threading.Lock()
+        self._sessions = 0
+        self._told: tuple[int, AnimationOptions] | None = None
+        self._animation_lock = threading.Lock()  # one PUT at a time, in order
         link.client.on_processing = self._session_began
         self.engine = Engine(source, [RemoteStage(link.client)], every_frame=every_frame, max_frames=max_frames,
                              device="remote", fallback_source=fallback_source)
@@ -101,21 +103,20 @@ class RemoteEngine:
         told yet); RemoteControlError, its message starting with "Remote engine:"."""
         with self._animation_lock:
             self._animation = options
-            told = self._told
-            changes = options.to_json() if told is None else options.changes_from(told)
+            session, told = self._sessions, self._told
+            changes = options.changes_from(told[1]) if told is not None and told[0] == session else options.to_json()
             if not changes:
                 return
             try:
                 self.link.control.set_animation(**changes)
             except RemoteControlError as exc:
                 raise RemoteControlError(f"Remote engine: {exc}", exc.status) from exc
-            self._told = options
+            self._told = (session, options)
 
     def _session_began(self) -> None:
         """A (re)connected remote engine may have restarted with its defaults: it gets the user's options, on a
-        thread of its own (the caller is the link's event loop)."""
-        with self._animation_lock:
-            self._told = None
+        thread of its own. Called on the link's event loop: it takes no lock (a PUT in flight may hold it)."""
+        self._sessions += 1
         threading.Thread(target=self._tell_animation, name="remote-animation", daemon=True).start()
 
     def _tell_animation(self) -> None:
