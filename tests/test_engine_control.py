@@ -188,7 +188,7 @@ def test_a_session_beginning_never_waits_for_an_animation_change_in_flight() -> 
     chosen = AnimationOptions(eyes="target")
     user = threading.Thread(target=control.set_animation, args=(chosen,))
     user.start()
-    began = threading.Thread(target=link.client.on_processing)  # type: ignore[arg-type]
+    began = threading.Thread(target=link.client.on_processing)
     began.start()
     began.join(10)
     assert not began.is_alive() and user.is_alive()  # returned while the user's PUT still waits
